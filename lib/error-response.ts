@@ -1,0 +1,103 @@
+/**
+ * Writes the default error response: plain text, `nosniff`, the status text unless the error is
+ * exposed, and the error's own headers only where they are valid and harmless.
+ */
+import { validateHeaderName, validateHeaderValue } from 'node:http';
+import type { Request, Response } from 'express';
+import type { HttpError } from 'http-errors';
+import onFinished from 'on-finished';
+import statuses from 'statuses';
+import { readProperty } from './thrown';
+
+/** Headers an error may not set: they frame or type the body we write, or would set state. */
+const PROTECTED_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'transfer-encoding',
+  'content-encoding',
+  'content-range',
+  'set-cookie',
+  'x-content-type-options',
+  'content-security-policy',
+]);
+
+/** Headers left by the failed response that would misdescribe the error body. */
+const STALE_HEADERS = ['Content-Encoding', 'Content-Language', 'Content-Range', 'Content-Disposition'];
+
+/** The body: the error's message when it is exposed (4xx from http-errors), else the status text. */
+export function errorBody(error: HttpError, status: number): string {
+  if (readProperty(error, 'expose') === true) {
+    const message = readProperty(error, 'message');
+    if (typeof message === 'string' && message !== '') return message;
+  }
+  return statusText(status);
+}
+
+export function statusText(status: number): string {
+  return statuses.message[status] ?? (status < 500 ? 'Client Error' : 'Server Error');
+}
+
+/** The error's headers, split into those safe to send and the names of those skipped. */
+export interface ErrorHeaders {
+  valid: Array<[string, string | number | string[]]>;
+  skipped: string[];
+}
+
+/** Keeps each header of an error's `headers` that is valid, of a sendable type, and not protected. */
+export function checkErrorHeaders(headers: unknown): ErrorHeaders {
+  const checked: ErrorHeaders = { valid: [], skipped: [] };
+  if (headers === null || typeof headers !== 'object') return checked;
+  let names: string[];
+  try {
+    names = Object.keys(headers);
+  } catch {
+    checked.skipped.push('(unreadable headers)');
+    return checked;
+  }
+  for (const name of names) {
+    const value = readProperty(headers, name);
+    if (isSendable(name, value) && !PROTECTED_HEADERS.has(name.toLowerCase())) checked.valid.push([name, value]);
+    else checked.skipped.push(name);
+  }
+  return checked;
+}
+
+/**
+ * Sends the response once the request body has been read (a client still sending may never
+ * see a reply otherwise).
+ */
+export function sendErrorResponse(req: Request, res: Response, status: number, body: string, headers: ErrorHeaders['valid']): void {
+  const send = () => {
+    if (res.headersSent) return; // someone answered while the body drained
+    for (const name of STALE_HEADERS) res.removeHeader(name);
+    for (const [name, value] of headers) res.setHeader(name, value);
+    res.statusCode = status;
+    res.setHeader('Content-Security-Policy', "default-src 'none'");
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+    res.setHeader('Content-Length', Buffer.byteLength(body));
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+  if (onFinished.isFinished(req)) {
+    send();
+  } else {
+    req.unpipe();
+    onFinished(req, send);
+    req.resume();
+  }
+}
+
+function isSendable(name: string, value: unknown): value is string | number | string[] {
+  const valid =
+    typeof value === 'string' ||
+    (typeof value === 'number' && Number.isFinite(value)) ||
+    (Array.isArray(value) && value.every((item) => typeof item === 'string'));
+  if (!valid) return false;
+  try {
+    validateHeaderName(name);
+    for (const item of Array.isArray(value) ? value : [value]) validateHeaderValue(name, String(item));
+    return true;
+  } catch {
+    return false;
+  }
+}

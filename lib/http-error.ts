@@ -1,0 +1,35 @@
+/**
+ * Maps any thrown value to an `HttpError` with a status from 400 to 599: an `http-errors` error
+ * as it is, anything else as a wrapper that keeps the original as `cause` and exposes nothing.
+ */
+import createError, { type HttpError } from 'http-errors';
+import { readProperty, toError } from './thrown';
+
+export function toHttpError(thrown: unknown): HttpError {
+  if (isHttpError(thrown) && isErrorStatus(readProperty(thrown, 'status'))) return thrown;
+  const status = statusOf(thrown) ?? 500;
+  const cause = toError(thrown);
+  const message = readProperty(cause, 'message');
+  return createError(status, typeof message === 'string' ? message : '', { expose: false, cause });
+}
+
+/** An integer from 400 to 599: the only statuses an error response may have. */
+export function isErrorStatus(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 400 && value <= 599;
+}
+
+/** `status`, else `statusCode`, when it is an error status (as Express's finalhandler reads them). */
+function statusOf(thrown: unknown): number | undefined {
+  const status = readProperty(thrown, 'status');
+  if (isErrorStatus(status)) return status;
+  const statusCode = readProperty(thrown, 'statusCode');
+  return isErrorStatus(statusCode) ? statusCode : undefined;
+}
+
+function isHttpError(value: unknown): value is HttpError {
+  try {
+    return createError.isHttpError(value);
+  } catch {
+    return false;
+  }
+}

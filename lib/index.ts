@@ -1,0 +1,27 @@
+/** express-background-tasks: work that runs after the response, with failures isolated and logged. */
+export { backgroundTasks, type BackgroundTasksMiddleware, type TaskControls } from './middleware';
+export { BackgroundTasks } from './queue';
+export {
+  httpErrorHandler,
+  type HttpErrorHandler,
+  type HttpErrorHandlerOptions,
+  type ErrorOverride,
+  type OverrideMatch,
+  type Notifier,
+} from './error-handler';
+export { notFound } from './not-found';
+export { defineTask, type DefinedTask } from './define-task';
+export { toHttpError } from './http-error';
+export { TaskTimeoutError, TaskAbandonedError, type DrainOptions } from './runner';
+export { LOG_MESSAGES } from './logging';
+export type { BackgroundTasksOptions } from './options';
+export type { DurableJob, DurableQueue } from './durable';
+export type {
+  BackgroundTasksStats,
+  DrainResult,
+  TaskContext,
+  TaskFailure,
+  TaskObject,
+  TaskPolicy,
+  TaskRequest,
+} from './types';

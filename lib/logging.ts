@@ -1,0 +1,83 @@
+/**
+ * Every log line the library writes, in one place: constant messages (winston drops metadata
+ * when a message holds a `%s`-like token), explicit fields, and a logger that may itself throw.
+ */
+import winston from 'winston';
+import type { Logger } from 'winston';
+import { errorFields, toError } from './thrown';
+import type { TaskRequest } from './types';
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** The messages, so that users can filter on them and tests can find them. */
+export const LOG_MESSAGES = {
+  taskFailed: 'background task failed',
+  taskRetrying: 'background task attempt failed, retrying',
+  taskRejected: 'background task rejected',
+  taskAbandoned: 'background task abandoned',
+  hookFailed: 'background task error hook failed',
+  requestFailed: 'request failed',
+  overrideFailed: 'error override failed',
+  headerSkipped: 'error header skipped',
+} as const;
+
+/** The default logger: JSON lines on the console, which escapes newlines so no message can forge a line. */
+export function createDefaultLogger(): Logger {
+  return winston.createLogger({
+    level: 'info',
+    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+    transports: [new winston.transports.Console()],
+  });
+}
+
+/** The fields that place a task: which one, for which request. */
+export interface TaskLogFields {
+  task: string;
+  requestId: string;
+  method: string;
+  url: string;
+  statusCode?: number;
+}
+
+/** Fields for a request as a task sees it. */
+export function requestFields(task: string, request: TaskRequest): TaskLogFields {
+  return { task, requestId: request.id, method: request.method, url: request.url, statusCode: request.statusCode };
+}
+
+/** Logs, and never throws: when the logger itself throws (a broken transport), says so on stderr. */
+export function safeLog(logger: Logger, level: LogLevel, message: string, fields: object): void {
+  try {
+    logger[level](message, fields);
+  } catch (loggerError) {
+    reportBrokenLogger(level, message, fields, loggerError);
+  }
+}
+
+/** Calls a user's hook; a throw or a rejection is logged, never let loose. */
+export function callHook(logger: Logger, hook: string, fields: object, call: () => unknown): void {
+  const logFailure = (thrown: unknown) =>
+    safeLog(logger, 'error', LOG_MESSAGES.hookFailed, { ...fields, hook, error: errorFields(toError(thrown)) });
+  try {
+    const result = call();
+    if (isThenable(result)) Promise.resolve(result).catch(logFailure);
+  } catch (thrown) {
+    logFailure(thrown);
+  }
+}
+
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
+function reportBrokenLogger(level: string, message: string, fields: object, loggerError: unknown): void {
+  try {
+    const record = { level, message, ...fields, loggerError: errorFields(toError(loggerError), false) };
+    process.stderr.write(`${JSON.stringify(record)}\n`);
+  } catch {
+    // stderr is gone too: there is nowhere left to say it.
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * `backgroundTasks()`: the request middleware that gives each request its task queue at
+ * `res.locals.backgroundTasks` and its id at `res.locals.requestId`, and exposes the runner's
+ * `idle()`, `stats()` and `drain()`.
+ */
+import type { Request, RequestHandler, Response } from 'express';
+import { resolveOptions, type BackgroundTasksOptions } from './options';
+import { BackgroundTasks } from './queue';
+import { requestIdOf } from './request-id';
+import { TaskRunner, type DrainOptions } from './runner';
+import type { BackgroundTasksStats, DrainResult } from './types';
+
+/** What `idle()`, `stats()` and `drain()` are called on: the middleware, or the error handler's own runner. */
+export interface TaskControls {
+  /** Resolves once no task is pending or running (`p-queue`'s `onIdle()`): what tests await. */
+  idle(): Promise<void>;
+  /** A snapshot of the counters. */
+  stats(): BackgroundTasksStats;
+  /** For shutdown: waits for every task, at most `timeoutMs`, then abandons and logs the rest. */
+  drain(options?: DrainOptions): Promise<DrainResult>;
+}
+
+export type BackgroundTasksMiddleware = RequestHandler & TaskControls;
+
+/** Creates the middleware. Options are checked here: a bad one throws a TypeError at once. */
+export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTasksMiddleware {
+  const runner = new TaskRunner(resolveOptions(options));
+  const middleware: RequestHandler = function backgroundTasks(req, res, next) {
+    queueOf(runner, req, res);
+    next();
+  };
+  return withControls(middleware, runner);
+}
+
+/**
+ * The request's queue, attached on first call. Nothing else is done per request: the response
+ * is only watched once a task is added.
+ */
+export function queueOf(runner: TaskRunner, req: Request, res: Response): BackgroundTasks {
+  const locals = res.locals;
+  const existing = locals.backgroundTasks;
+  if (existing !== undefined) return existing;
+  if (typeof locals.requestId !== 'string') locals.requestId = requestIdOf(req);
+  return (locals.backgroundTasks = new BackgroundTasks(runner, req, res, locals.requestId));
+}
+
+/** @internal The runner behind a middleware made by `backgroundTasks()`. */
+export function runnerOf(middleware: TaskControls): TaskRunner | undefined {
+  return runners.get(middleware);
+}
+
+export function withControls<T extends object>(target: T, runner: TaskRunner): T & TaskControls {
+  const controlled = Object.assign(target, {
+    idle: () => runner.idle(),
+    stats: () => runner.stats(),
+    drain: (options?: DrainOptions) => runner.drain(options),
+  });
+  runners.set(controlled, runner);
+  return controlled;
+}
+
+const runners = new WeakMap<TaskControls, TaskRunner>();

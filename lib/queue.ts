@@ -1,0 +1,120 @@
+/**
+ * `BackgroundTasks`: the task queue of one request, at `res.locals.backgroundTasks`. Routes add
+ * to it; its middleware's runner runs it once the response has ended.
+ */
+import type { Request, Response } from 'express';
+import type { DefinedTask } from './define-task';
+import type { TaskRunner, Attempt } from './runner';
+import { toTask, type Task } from './task';
+import type { TaskObject, TaskRequest } from './types';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Locals {
+      /** This request's background tasks (set by `backgroundTasks()` or, on an error, `httpErrorHandler()`). */
+      backgroundTasks: BackgroundTasks;
+      /** The request id used in every log line of this request's tasks. */
+      requestId: string;
+    }
+  }
+}
+
+export class BackgroundTasks {
+  /** @internal Tasks not yet started, oldest first from `head`. Made on the first `add()`. */
+  private list: Task[] | undefined = undefined;
+  private head = 0;
+  /** @internal The request as tasks see it; set when the response ends. */
+  request: TaskRequest | undefined = undefined;
+  /** @internal An on-finished listener is attached. */
+  watching = false;
+  /** @internal The runner is working through this queue (running, in line, or waiting to retry). */
+  active = false;
+  /** @internal Counted among the runner's live queues. */
+  isLive = false;
+  /** @internal The async attempt now running. */
+  attempt: Attempt | undefined = undefined;
+  /** @internal A task that failed and waits for its retry; it runs before the rest. */
+  retrying: Task | undefined = undefined;
+  /** @internal */
+  retryTimer: NodeJS.Timeout | undefined = undefined;
+
+  /** @internal */
+  constructor(
+    readonly runner: TaskRunner,
+    readonly req: Request,
+    readonly res: Response,
+    readonly requestId: string,
+  ) {}
+
+  /** Tasks added and not yet started. */
+  get size(): number {
+    return this.list === undefined ? 0 : this.list.length - this.head;
+  }
+
+  /** Queues `fn(...args)`; the arguments are checked against `fn`'s parameters. */
+  add<Args extends unknown[]>(fn: (...args: Args) => unknown, ...args: Args): this;
+  /** Queues `task.run(ctx)`, with its own name, timeout and retries. */
+  add(task: TaskObject): this;
+  /** Queues a task made by `defineTask`; the payload must survive JSON. */
+  add<Payload>(task: DefinedTask<Payload>, payload: Payload): this;
+  add(task: unknown, ...args: unknown[]): this {
+    this.runner.submit(this, toTask(task, args, this.runner.policy));
+    return this;
+  }
+
+  /** Removes the tasks not yet started (not one that runs or waits to retry), and returns how many. */
+  clear(): number {
+    const removed = this.size;
+    this.list = undefined;
+    this.head = 0;
+    if (removed > 0) this.runner.withdraw(this, removed);
+    return removed;
+  }
+
+  /** @internal */
+  push(task: Task): void {
+    (this.list ??= []).push(task);
+  }
+
+  /** @internal */
+  hasNext(): boolean {
+    return this.retrying !== undefined || this.size > 0;
+  }
+
+  /** @internal The task to start next: one waiting to retry, else the oldest. */
+  takeNext(): Task | undefined {
+    const retry = this.retrying;
+    if (retry !== undefined) {
+      this.retrying = undefined;
+      return retry;
+    }
+    const list = this.list;
+    if (list === undefined || this.head === list.length) return undefined;
+    const task = list[this.head++];
+    if (this.head === list.length) {
+      this.list = undefined;
+      this.head = 0;
+    }
+    return task;
+  }
+
+  /** @internal Removes and returns every task not yet started, a waiting retry first. */
+  takeAll(): Task[] {
+    const all: Task[] = [];
+    for (let task = this.takeNext(); task !== undefined; task = this.takeNext()) all.push(task);
+    return all;
+  }
+
+  /** @internal The request as tasks and logs see it; `ended` once the response has ended. */
+  describeRequest(ended: boolean): TaskRequest {
+    const { req, res } = this;
+    return {
+      id: this.requestId,
+      method: req.method,
+      url: req.originalUrl ?? req.url,
+      statusCode: res.statusCode,
+      aborted: ended && !res.writableFinished,
+    };
+  }
+}

@@ -1,0 +1,410 @@
+/**
+ * The runner behind one `backgroundTasks()` middleware. It starts a request's queue when the
+ * response ends, runs that request's tasks one after another and at most `concurrency` tasks
+ * at once overall, enforces timeouts and retries, isolates and logs every failure, and keeps
+ * the counters that `idle()`, `stats()` and `drain()` answer from.
+ */
+import { AsyncResource } from 'node:async_hooks';
+import { performance } from 'node:perf_hooks';
+import onFinished from 'on-finished';
+import type { Logger } from 'winston';
+import { Fifo } from './fifo';
+import { LOG_MESSAGES, callHook, createDefaultLogger, isThenable, requestFields, safeLog } from './logging';
+import { MAX_TIMER_MS, checkInteger, checkOptionsObject, type ResolvedOptions, type ResolvedPolicy } from './options';
+import type { BackgroundTasks } from './queue';
+import type { Task } from './task';
+import { errorFields, toError } from './thrown';
+import type { BackgroundTasksStats, DrainResult, TaskContext, TaskRequest } from './types';
+
+/** The reason a timed-out task's signal is aborted with. */
+export class TaskTimeoutError extends Error {
+  override name = 'TaskTimeoutError';
+}
+
+/** The reason an abandoned task's signal is aborted with. */
+export class TaskAbandonedError extends Error {
+  override name = 'TaskAbandonedError';
+}
+
+export interface DrainOptions {
+  /** How long to wait for running and pending tasks before abandoning them. Default: `10000`. */
+  timeoutMs?: number;
+}
+
+export class TaskRunner {
+  readonly logger: Logger;
+  /** The middleware's task policy: the defaults of every task it runs. */
+  readonly policy: ResolvedPolicy;
+  private readonly counts: BackgroundTasksStats = {
+    pending: 0,
+    running: 0,
+    succeeded: 0,
+    failed: 0,
+    timedOut: 0,
+    rejected: 0,
+    abandoned: 0,
+    enqueued: 0,
+  };
+  /** Queues with a task ready to start and no free slot, in the order they became ready. */
+  private readonly waiting = new Fifo<() => void>();
+  /** Queues holding a task that has not ended: what `drain()` names when it gives up. */
+  private readonly live = new Set<BackgroundTasks>();
+  private idleWaiters: Array<() => void> = [];
+  private pumping = false;
+
+  constructor(private readonly options: ResolvedOptions) {
+    this.logger = options.logger ?? createDefaultLogger();
+    this.policy = { timeoutMs: options.timeoutMs, retries: options.retries, retryDelayMs: options.retryDelayMs };
+  }
+
+  stats(): BackgroundTasksStats {
+    return { ...this.counts };
+  }
+
+  /** Resolves once no task of this runner is pending or running. */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Waits for every pending and running task, at most `timeoutMs`; then aborts what still runs
+   * and logs each task it gives up on. Tasks added meanwhile are waited for too.
+   */
+  async drain(options?: DrainOptions): Promise<DrainResult> {
+    const { timeoutMs } = checkOptionsObject('drain', options, ['timeoutMs']);
+    const limit = checkInteger('drain', 'timeoutMs', timeoutMs, 10_000, 0, MAX_TIMER_MS);
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([
+      this.idle().then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(resolve, limit, false))),
+    ]);
+    clearTimeout(timer);
+    return inTime ? { completed: true, abandoned: 0 } : { completed: false, abandoned: this.abandonAll() };
+  }
+
+  /** Takes a task into `queue`, or rejects it (logged) when `maxPending` tasks are pending. */
+  submit(queue: BackgroundTasks, task: Task): void {
+    if (this.counts.pending >= this.options.maxPending) {
+      this.reject(queue, task, 'queue full');
+      return;
+    }
+    this.counts.pending++;
+    queue.push(task);
+    if (!queue.isLive) {
+      queue.isLive = true;
+      this.live.add(queue);
+    }
+    if (queue.request === undefined) {
+      if (!queue.watching) {
+        queue.watching = true;
+        onFinished(queue.res, () => this.responseEnded(queue));
+      }
+    } else if (!queue.active) {
+      this.schedule(queue);
+    }
+  }
+
+  /** Takes back tasks that `clear()` removed before they started. */
+  withdraw(queue: BackgroundTasks, count: number): void {
+    this.counts.pending -= count;
+    this.retireIfDone(queue);
+  }
+
+  /** Counts a task that a durable queue took instead of this runner. */
+  handedOff(): void {
+    this.counts.pending--;
+    this.counts.enqueued++;
+  }
+
+  private responseEnded(queue: BackgroundTasks): void {
+    queue.request = queue.describeRequest(true);
+    if (queue.hasNext() && !queue.active) this.schedule(queue);
+  }
+
+  /** Gives a queue whose response has ended a slot now, or a place in line. */
+  private schedule(queue: BackgroundTasks): void {
+    if (queue.request!.aborted && !this.options.runOnAbort) {
+      this.rejectQueued(queue, 'client aborted');
+      return;
+    }
+    queue.active = true;
+    this.advance(queue);
+  }
+
+  /** Starts the queue's next task if a slot is free and nobody waits, else lines it up. */
+  private advance(queue: BackgroundTasks): void {
+    if (!queue.hasNext()) {
+      queue.active = false;
+      this.retireIfDone(queue);
+    } else if (this.running < this.options.concurrency && this.waiting.length === 0) {
+      this.drive(queue);
+    } else {
+      this.lineUp(queue);
+    }
+    this.pump();
+  }
+
+  private get running(): number {
+    return this.counts.running;
+  }
+
+  /** Runs the queue's next task, and the ones after it while they end synchronously and a slot stays free. */
+  private drive(queue: BackgroundTasks): void {
+    for (;;) {
+      const task = queue.takeNext()!;
+      this.counts.pending--;
+      this.counts.running++;
+      if (!this.runAttempt(queue, task)) return;
+      if (!queue.hasNext()) {
+        queue.active = false;
+        this.retireIfDone(queue);
+        return;
+      }
+      if (this.running >= this.options.concurrency || this.waiting.length > 0) {
+        this.lineUp(queue);
+        return;
+      }
+    }
+  }
+
+  /** Puts the queue in line, bound to the request's async context, which is the current one here. */
+  private lineUp(queue: BackgroundTasks): void {
+    this.waiting.push(AsyncResource.bind(() => this.resumeFromLine(queue)));
+  }
+
+  private resumeFromLine(queue: BackgroundTasks): void {
+    if (queue.hasNext()) {
+      this.drive(queue);
+    } else {
+      queue.active = false;
+      this.retireIfDone(queue);
+    }
+  }
+
+  /** Starts waiting queues while slots are free; re-entrant calls return at once, so sync tasks never nest. */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.running < this.options.concurrency && this.waiting.length > 0) this.waiting.shift()!();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /**
+   * Makes one attempt. Returns true when the task ended synchronously for good, false when the
+   * queue is suspended: the attempt is async, or a retry is waiting.
+   */
+  private runAttempt(queue: BackgroundTasks, task: Task): boolean {
+    task.attempt++;
+    const startedAt = performance.now();
+    const ctx = task.object === undefined ? undefined : new AttemptContext(task.attempt, queue.request!);
+    let result: unknown;
+    try {
+      result = task.invoke(ctx);
+      if (!isThenable(result)) {
+        this.succeed();
+        return true;
+      }
+    } catch (thrown) {
+      return this.fail(queue, task, startedAt, thrown, false);
+    }
+    const attempt = new Attempt(task, ctx, startedAt);
+    queue.attempt = attempt;
+    if (task.policy.timeoutMs > 0) {
+      attempt.timer = setTimeout(onAttemptTimeout, task.policy.timeoutMs, this, queue, attempt);
+      attempt.timer.unref();
+    }
+    Promise.resolve(result).then(
+      () => this.attemptSettled(queue, attempt, undefined, false),
+      (thrown: unknown) => this.attemptSettled(queue, attempt, thrown, true),
+    );
+    return false;
+  }
+
+  private attemptSettled(queue: BackgroundTasks, attempt: Attempt, thrown: unknown, failed: boolean): void {
+    if (attempt.ended) return; // timed out or abandoned: its outcome was already counted
+    attempt.end(queue);
+    const ended = failed ? this.fail(queue, attempt.task, attempt.startedAt, thrown, false) : this.succeed();
+    if (ended) this.advance(queue);
+  }
+
+  /** @internal Called by the attempt's timer. */
+  timeOut(queue: BackgroundTasks, attempt: Attempt): void {
+    if (attempt.ended) return;
+    attempt.end(queue);
+    const error = new TaskTimeoutError(`task timed out after ${attempt.task.policy.timeoutMs} ms`);
+    attempt.ctx?.abort(error);
+    if (this.fail(queue, attempt.task, attempt.startedAt, error, true)) this.advance(queue);
+  }
+
+  private succeed(): true {
+    this.counts.running--;
+    this.counts.succeeded++;
+    return true;
+  }
+
+  /** Logs a failed attempt; schedules a retry (false) or counts the task as ended (true). */
+  private fail(queue: BackgroundTasks, task: Task, startedAt: number, thrown: unknown, timedOut: boolean): boolean {
+    this.counts.running--;
+    const error = toError(thrown);
+    const request = queue.request!;
+    const fields = {
+      ...requestFields(task.name, request),
+      attempt: task.attempt,
+      durationMs: Math.round((performance.now() - startedAt) * 100) / 100,
+      timedOut,
+      error: errorFields(error),
+    };
+    if (task.attempt <= task.policy.retries) {
+      const delay = retryDelay(task.policy.retryDelayMs, task.attempt);
+      safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, { ...fields, retryInMs: delay });
+      this.counts.pending++;
+      queue.retrying = task;
+      queue.retryTimer = setTimeout(onRetryDue, delay, this, queue);
+      return false;
+    }
+    if (timedOut) this.counts.timedOut++;
+    else this.counts.failed++;
+    safeLog(this.logger, 'error', LOG_MESSAGES.taskFailed, fields);
+    const { onTaskError } = this.options;
+    if (onTaskError !== undefined) {
+      const failure = { task: task.name, attempt: task.attempt, durationMs: fields.durationMs, timedOut, error, request };
+      callHook(this.logger, 'onTaskError', requestFields(task.name, request), () => onTaskError(failure));
+    }
+    return true;
+  }
+
+  /** @internal Called by a retry's timer. */
+  retryDue(queue: BackgroundTasks): void {
+    queue.retryTimer = undefined;
+    this.advance(queue);
+  }
+
+  private reject(queue: BackgroundTasks, task: Task, reason: 'queue full' | 'client aborted'): void {
+    this.counts.rejected++;
+    const full = reason === 'queue full';
+    safeLog(this.logger, full ? 'error' : 'warn', LOG_MESSAGES.taskRejected, {
+      ...requestFields(task.name, queue.describeRequest(false)),
+      reason,
+      ...(full && { maxPending: this.options.maxPending }),
+    });
+  }
+
+  private rejectQueued(queue: BackgroundTasks, reason: 'client aborted'): void {
+    for (const task of queue.takeAll()) {
+      this.counts.pending--;
+      this.reject(queue, task, reason);
+    }
+    this.retireIfDone(queue);
+  }
+
+  /** Gives up on every task that has not ended: aborts the running ones, logs each by name. */
+  private abandonAll(): number {
+    let abandoned = 0;
+    const give = (queue: BackgroundTasks, task: Task, state: string) => {
+      abandoned++;
+      this.counts.abandoned++;
+      safeLog(this.logger, 'error', LOG_MESSAGES.taskAbandoned, {
+        ...requestFields(task.name, queue.describeRequest(false)),
+        state,
+        attempt: task.attempt,
+      });
+    };
+    this.waiting.clear();
+    for (const queue of this.live) {
+      const { attempt } = queue;
+      if (attempt !== undefined) {
+        attempt.end(queue);
+        attempt.ctx?.abort(new TaskAbandonedError('task abandoned by drain()'));
+        this.counts.running--;
+        give(queue, attempt.task, 'running');
+      }
+      if (queue.retryTimer !== undefined) {
+        clearTimeout(queue.retryTimer);
+        queue.retryTimer = undefined;
+      }
+      for (const task of queue.takeAll()) {
+        this.counts.pending--;
+        give(queue, task, task.attempt > 0 ? 'waiting to retry' : 'pending');
+      }
+      queue.active = false;
+      queue.isLive = false;
+    }
+    this.live.clear();
+    this.settleIdle();
+    return abandoned;
+  }
+
+  /** Forgets a queue that holds nothing more to run, and wakes `idle()` waiters when all is done. */
+  private retireIfDone(queue: BackgroundTasks): void {
+    if (queue.isLive && !queue.active && !queue.hasNext()) {
+      queue.isLive = false;
+      this.live.delete(queue);
+    }
+    this.settleIdle();
+  }
+
+  private isIdle(): boolean {
+    return this.counts.pending === 0 && this.counts.running === 0;
+  }
+
+  private settleIdle(): void {
+    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+/** An attempt that returned a promise: what its timer, its settlement and `drain()` share. */
+export class Attempt {
+  timer: NodeJS.Timeout | undefined = undefined;
+  ended = false;
+
+  constructor(
+    readonly task: Task,
+    readonly ctx: AttemptContext | undefined,
+    readonly startedAt: number,
+  ) {}
+
+  end(queue: BackgroundTasks): void {
+    this.ended = true;
+    clearTimeout(this.timer);
+    queue.attempt = undefined;
+  }
+}
+
+/** The `ctx` of an object-form task. The AbortController is made only if the task reads `signal` or must be aborted. */
+class AttemptContext implements TaskContext {
+  private controller: AbortController | undefined = undefined;
+
+  constructor(
+    readonly attempt: number,
+    readonly request: TaskRequest,
+  ) {}
+
+  get signal(): AbortSignal {
+    return (this.controller ??= new AbortController()).signal;
+  }
+
+  abort(reason: Error): void {
+    (this.controller ??= new AbortController()).abort(reason);
+  }
+}
+
+/** Exponential backoff with jitter: between half and all of `base * 2 ** (attempt - 1)`. */
+function retryDelay(base: number, attempt: number): number {
+  const ceiling = Math.min(MAX_TIMER_MS, base * 2 ** (attempt - 1));
+  return Math.round(ceiling * (0.5 + Math.random() / 2));
+}
+
+function onAttemptTimeout(runner: TaskRunner, queue: BackgroundTasks, attempt: Attempt): void {
+  runner.timeOut(queue, attempt);
+}
+
+function onRetryDue(runner: TaskRunner, queue: BackgroundTasks): void {
+  runner.retryDue(queue);
+}

@@ -12,7 +12,8 @@ export {
 export { notFound } from './not-found';
 export { defineTask, type DefinedTask } from './define-task';
 export { toHttpError } from './http-error';
-export { TaskTimeoutError, TaskAbandonedError, type DrainOptions } from './runner';
+export { TaskTimeoutError, TaskAbandonedError } from './attempt';
+export type { DrainOptions } from './runner';
 export { LOG_MESSAGES } from './logging';
 export type { BackgroundTasksOptions } from './options';
 export type { DurableJob, DurableQueue } from './durable';

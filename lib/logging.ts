@@ -2,6 +2,7 @@
  * Every log line the library writes, in one place: constant messages (winston drops metadata
  * when a message holds a `%s`-like token), explicit fields, and a logger that may itself throw.
  */
+import { performance } from 'node:perf_hooks';
 import winston from 'winston';
 import type { Logger } from 'winston';
 import { errorFields, toError } from './thrown';
@@ -16,6 +17,7 @@ export const LOG_MESSAGES = {
   taskRejected: 'background task rejected',
   taskAbandoned: 'background task abandoned',
   hookFailed: 'background task error hook failed',
+  enqueueFailed: 'durable enqueue failed, running the task in-process',
   requestFailed: 'request failed',
   overrideFailed: 'error override failed',
   headerSkipped: 'error header skipped',
@@ -42,6 +44,24 @@ export interface TaskLogFields {
 /** Fields for a request as a task sees it. */
 export function requestFields(task: string, request: TaskRequest): TaskLogFields {
   return { task, requestId: request.id, method: request.method, url: request.url, statusCode: request.statusCode };
+}
+
+/** The fields of a failed attempt's log line, and of the `onTaskError` hook's call. */
+export function failureFields(
+  task: string,
+  request: TaskRequest,
+  attempt: number,
+  startedAt: number,
+  timedOut: boolean,
+  error: Error,
+) {
+  return {
+    ...requestFields(task, request),
+    attempt,
+    durationMs: Math.round((performance.now() - startedAt) * 100) / 100,
+    timedOut,
+    error: errorFields(error),
+  };
 }
 
 /** Logs, and never throws: when the logger itself throws (a broken transport), says so on stderr. */

@@ -38,6 +38,8 @@ export class BackgroundTasks {
   retrying: Task | undefined = undefined;
   /** @internal */
   retryTimer: NodeJS.Timeout | undefined = undefined;
+  /** @internal Defined tasks bound for the durable queue when the response ends. */
+  private durable: Task[] | undefined = undefined;
 
   /** @internal */
   constructor(
@@ -47,9 +49,9 @@ export class BackgroundTasks {
     readonly requestId: string,
   ) {}
 
-  /** Tasks added and not yet started. */
+  /** Tasks added and not yet started (nor handed to a durable queue). */
   get size(): number {
-    return this.list === undefined ? 0 : this.list.length - this.head;
+    return (this.list === undefined ? 0 : this.list.length - this.head) + (this.durable?.length ?? 0);
   }
 
   /** Queues `fn(...args)`; the arguments are checked against `fn`'s parameters. */
@@ -68,6 +70,7 @@ export class BackgroundTasks {
     const removed = this.size;
     this.list = undefined;
     this.head = 0;
+    this.durable = undefined;
     if (removed > 0) this.runner.withdraw(this, removed);
     return removed;
   }
@@ -78,8 +81,20 @@ export class BackgroundTasks {
   }
 
   /** @internal */
+  pushDurable(task: Task): void {
+    (this.durable ??= []).push(task);
+  }
+
+  /** @internal Removes and returns the tasks bound for the durable queue. */
+  takeDurable(): Task[] | undefined {
+    const durable = this.durable;
+    this.durable = undefined;
+    return durable;
+  }
+
+  /** @internal A task is ready to run here. */
   hasNext(): boolean {
-    return this.retrying !== undefined || this.size > 0;
+    return this.retrying !== undefined || (this.list !== undefined && this.head < this.list.length);
   }
 
   /** @internal The task to start next: one waiting to retry, else the oldest. */
@@ -99,9 +114,9 @@ export class BackgroundTasks {
     return task;
   }
 
-  /** @internal Removes and returns every task not yet started, a waiting retry first. */
+  /** @internal Removes and returns every task not yet started: durable ones, a waiting retry, the rest. */
   takeAll(): Task[] {
-    const all: Task[] = [];
+    const all: Task[] = this.takeDurable() ?? [];
     for (let task = this.takeNext(); task !== undefined; task = this.takeNext()) all.push(task);
     return all;
   }

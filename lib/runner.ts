@@ -9,22 +9,13 @@ import { performance } from 'node:perf_hooks';
 import onFinished from 'on-finished';
 import type { Logger } from 'winston';
 import { Fifo } from './fifo';
-import { LOG_MESSAGES, callHook, createDefaultLogger, isThenable, requestFields, safeLog } from './logging';
+import { AttemptContext, TaskAbandonedError, TaskTimeoutError } from './attempt';
+import { LOG_MESSAGES, callHook, createDefaultLogger, failureFields, isThenable, requestFields, safeLog } from './logging';
 import { MAX_TIMER_MS, checkInteger, checkOptionsObject, type ResolvedOptions, type ResolvedPolicy } from './options';
 import type { BackgroundTasks } from './queue';
 import type { Task } from './task';
 import { errorFields, toError } from './thrown';
-import type { BackgroundTasksStats, DrainResult, TaskContext, TaskRequest } from './types';
-
-/** The reason a timed-out task's signal is aborted with. */
-export class TaskTimeoutError extends Error {
-  override name = 'TaskTimeoutError';
-}
-
-/** The reason an abandoned task's signal is aborted with. */
-export class TaskAbandonedError extends Error {
-  override name = 'TaskAbandonedError';
-}
+import type { BackgroundTasksStats, DrainResult } from './types';
 
 export interface DrainOptions {
   /** How long to wait for running and pending tasks before abandoning them. Default: `10000`. */
@@ -90,18 +81,17 @@ export class TaskRunner {
       return;
     }
     this.counts.pending++;
-    queue.push(task);
+    if (task.definition !== undefined && this.options.durable !== undefined) queue.pushDurable(task);
+    else queue.push(task);
     if (!queue.isLive) {
       queue.isLive = true;
       this.live.add(queue);
     }
-    if (queue.request === undefined) {
-      if (!queue.watching) {
-        queue.watching = true;
-        onFinished(queue.res, () => this.responseEnded(queue));
-      }
-    } else if (!queue.active) {
-      this.schedule(queue);
+    if (queue.request !== undefined) {
+      this.start(queue);
+    } else if (!queue.watching) {
+      queue.watching = true;
+      onFinished(queue.res, () => this.responseEnded(queue));
     }
   }
 
@@ -111,25 +101,47 @@ export class TaskRunner {
     this.retireIfDone(queue);
   }
 
-  /** Counts a task that a durable queue took instead of this runner. */
-  handedOff(): void {
-    this.counts.pending--;
-    this.counts.enqueued++;
-  }
-
   private responseEnded(queue: BackgroundTasks): void {
     queue.request = queue.describeRequest(true);
-    if (queue.hasNext() && !queue.active) this.schedule(queue);
+    this.start(queue);
   }
 
-  /** Gives a queue whose response has ended a slot now, or a place in line. */
-  private schedule(queue: BackgroundTasks): void {
+  /** Sets an ended response's tasks going: durable ones to their queue, the rest to a slot or the line. */
+  private start(queue: BackgroundTasks): void {
     if (queue.request!.aborted && !this.options.runOnAbort) {
       this.rejectQueued(queue, 'client aborted');
       return;
     }
-    queue.active = true;
-    this.advance(queue);
+    const durable = queue.takeDurable();
+    if (durable !== undefined) for (const task of durable) this.handOff(queue, task);
+    if (!queue.active && queue.hasNext()) {
+      queue.active = true;
+      this.advance(queue);
+    }
+  }
+
+  /** Gives a defined task to the durable queue; if that fails, logs it and runs the task here. */
+  private handOff(queue: BackgroundTasks, task: Task): void {
+    const request = queue.request!;
+    const job = { name: task.name, payload: task.args[0], request, ...task.policy };
+    const enqueued = () => {
+      this.counts.pending--;
+      this.counts.enqueued++;
+      this.retireIfDone(queue);
+    };
+    const runHere = (thrown: unknown) => {
+      safeLog(this.logger, 'error', LOG_MESSAGES.enqueueFailed, {
+        ...requestFields(task.name, request),
+        error: errorFields(toError(thrown)),
+      });
+      queue.push(task);
+      this.start(queue);
+    };
+    try {
+      Promise.resolve(this.options.durable!.enqueue(job)).then(enqueued, runHere);
+    } catch (thrown) {
+      runHere(thrown);
+    }
   }
 
   /** Starts the queue's next task if a slot is free and nobody waits, else lines it up. */
@@ -251,13 +263,7 @@ export class TaskRunner {
     this.counts.running--;
     const error = toError(thrown);
     const request = queue.request!;
-    const fields = {
-      ...requestFields(task.name, request),
-      attempt: task.attempt,
-      durationMs: Math.round((performance.now() - startedAt) * 100) / 100,
-      timedOut,
-      error: errorFields(error),
-    };
+    const fields = failureFields(task.name, request, task.attempt, startedAt, timedOut, error);
     if (task.attempt <= task.policy.retries) {
       const delay = retryDelay(task.policy.retryDelayMs, task.attempt);
       safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, { ...fields, retryInMs: delay });
@@ -374,24 +380,6 @@ export class Attempt {
     this.ended = true;
     clearTimeout(this.timer);
     queue.attempt = undefined;
-  }
-}
-
-/** The `ctx` of an object-form task. The AbortController is made only if the task reads `signal` or must be aborted. */
-class AttemptContext implements TaskContext {
-  private controller: AbortController | undefined = undefined;
-
-  constructor(
-    readonly attempt: number,
-    readonly request: TaskRequest,
-  ) {}
-
-  get signal(): AbortSignal {
-    return (this.controller ??= new AbortController()).signal;
-  }
-
-  abort(reason: Error): void {
-    (this.controller ??= new AbortController()).abort(reason);
   }
 }
 

@@ -15,7 +15,7 @@ export { toHttpError } from './http-error';
 export { TaskTimeoutError, TaskAbandonedError } from './attempt';
 export type { DrainOptions } from './runner';
 export { LOG_MESSAGES } from './logging';
-export type { BackgroundTasksOptions } from './options';
+export { BACKGROUND_TASKS_DEFAULTS, type BackgroundTasksOptions } from './options';
 export type { DurableJob, DurableQueue } from './durable';
 export type {
   BackgroundTasksStats,

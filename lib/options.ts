@@ -46,6 +46,16 @@ export interface ResolvedOptions {
   readonly durable: DurableQueue | undefined;
 }
 
+/** The defaults of `backgroundTasks()`'s options, for reference. */
+export const BACKGROUND_TASKS_DEFAULTS = Object.freeze({
+  runOnAbort: true,
+  timeoutMs: 30_000,
+  retries: 0,
+  retryDelayMs: 100,
+  concurrency: 16,
+  maxPending: 10_000,
+});
+
 /** The longest delay `setTimeout` honours; a larger one fires at once. */
 export const MAX_TIMER_MS = 2_147_483_647;
 const MAX_RETRIES = 100;
@@ -71,18 +81,19 @@ export function resolveOptions(options: BackgroundTasksOptions | undefined): Res
   const policy = resolvePolicy('backgroundTasks', given, DEFAULT_POLICY);
   return {
     logger: given.logger,
-    runOnAbort: given.runOnAbort ?? true,
+    runOnAbort: given.runOnAbort ?? BACKGROUND_TASKS_DEFAULTS.runOnAbort,
     onTaskError: given.onTaskError,
     ...policy,
-    concurrency: checkCount('backgroundTasks', 'concurrency', given.concurrency, 16, 1),
-    maxPending: checkCount('backgroundTasks', 'maxPending', given.maxPending, 10_000, 0),
+    concurrency: checkCount('backgroundTasks', 'concurrency', given.concurrency, BACKGROUND_TASKS_DEFAULTS.concurrency, 1),
+    maxPending: checkCount('backgroundTasks', 'maxPending', given.maxPending, BACKGROUND_TASKS_DEFAULTS.maxPending, 0),
     durable: given.durable,
   };
 }
 
 export type ResolvedPolicy = Required<TaskPolicy>;
 
-const DEFAULT_POLICY: ResolvedPolicy = { timeoutMs: 30_000, retries: 0, retryDelayMs: 100 };
+const { timeoutMs, retries, retryDelayMs } = BACKGROUND_TASKS_DEFAULTS;
+const DEFAULT_POLICY: ResolvedPolicy = { timeoutMs, retries, retryDelayMs };
 
 /** Fills a task's (or the middleware's) policy from `defaults`, checking each given field. */
 export function resolvePolicy(where: string, given: TaskPolicy, defaults: ResolvedPolicy): ResolvedPolicy {

@@ -1,0 +1,24 @@
+/**
+ * The demo's notifications: a line appended to a log file, as a plain function and as a named
+ * task that a BullMQ worker can run on another machine.
+ */
+import { appendFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { defineTask } from '../lib';
+
+/** Where notifications go: `NOTIFICATION_LOG`, else a file under the OS temp directory. */
+export const notificationLog =
+  process.env.NOTIFICATION_LOG ?? path.join(tmpdir(), 'express-background-tasks-demo', 'notifications.log');
+
+export async function writeNotification(email: string, message: string): Promise<void> {
+  await mkdir(path.dirname(notificationLog), { recursive: true });
+  await appendFile(notificationLog, `notification for ${email}: ${message}\n`);
+}
+
+/** The same work as a defined task: in-process by default, on BullMQ when the demo runs with REDIS_URL. */
+export const sendNotification = defineTask(
+  'send-notification',
+  ({ email, message }: { email: string; message: string }) => writeNotification(email, message),
+  { retries: 3, timeoutMs: 10_000 },
+);

@@ -64,14 +64,25 @@ export function failureFields(
   };
 }
 
-/** Logs, and never throws: when the logger itself throws (a broken transport), says so on stderr. */
+/**
+ * Logs, and never throws. A logger that threw once (a transport whose `log()` throws) is jammed:
+ * winston buffers every later record behind it and drops them silently. So from then on this
+ * logger's records go to stderr as JSON lines, and none is lost.
+ */
 export function safeLog(logger: Logger, level: LogLevel, message: string, fields: object): void {
+  if (jammedLoggers.has(logger)) {
+    writeToStderr(level, message, fields, undefined);
+    return;
+  }
   try {
     logger[level](message, fields);
   } catch (loggerError) {
-    reportBrokenLogger(level, message, fields, loggerError);
+    jammedLoggers.add(logger);
+    writeToStderr(level, message, fields, loggerError);
   }
 }
+
+const jammedLoggers = new WeakSet<Logger>();
 
 /** Calls a user's hook; a throw or a rejection is logged, never let loose. */
 export function callHook(logger: Logger, hook: string, fields: object, call: () => unknown): void {
@@ -93,9 +104,9 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-function reportBrokenLogger(level: string, message: string, fields: object, loggerError: unknown): void {
+function writeToStderr(level: string, message: string, fields: object, loggerError: unknown): void {
   try {
-    const record = { level, message, ...fields, loggerError: errorFields(toError(loggerError), false) };
+    const record = { level, message, ...fields, ...(loggerError !== undefined && { loggerError: errorFields(toError(loggerError), false) }) };
     process.stderr.write(`${JSON.stringify(record)}\n`);
   } catch {
     // stderr is gone too: there is nowhere left to say it.

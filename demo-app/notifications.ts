@@ -8,12 +8,14 @@ import path from 'node:path';
 import { defineTask } from '../lib';
 
 /** Where notifications go: `NOTIFICATION_LOG`, else a file under the OS temp directory. */
-export const notificationLog =
-  process.env.NOTIFICATION_LOG ?? path.join(tmpdir(), 'express-background-tasks-demo', 'notifications.log');
+export function notificationLog(): string {
+  return process.env.NOTIFICATION_LOG || path.join(tmpdir(), 'express-background-tasks-demo', 'notifications.log');
+}
 
 export async function writeNotification(email: string, message: string): Promise<void> {
-  await mkdir(path.dirname(notificationLog), { recursive: true });
-  await appendFile(notificationLog, `notification for ${email}: ${message}\n`);
+  const file = notificationLog();
+  await mkdir(path.dirname(file), { recursive: true });
+  await appendFile(file, `notification for ${email}: ${message}\n`);
 }
 
 /** The same work as a defined task: in-process by default, on BullMQ when the demo runs with REDIS_URL. */

@@ -22,7 +22,7 @@ try:
   curl -X POST '${base}/send-notification/ann@example.com?message=hello'     # 500; the handler notifies ops
   curl -X POST '${base}/failing-task'                                        # the task fails: see the log
   curl -X POST '${base}/report?ms=3000'                                      # a slow task; Ctrl-C drains it
-notifications are appended to ${notificationLog}`);
+notifications are appended to ${notificationLog()}`);
   });
 
   let stopping = false;

@@ -116,7 +116,8 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
 
   describe('the object form', () => {
     test('run(ctx) gets the attempt, the request and a live signal', async () => {
-      const contexts: Array<Omit<TaskContext, 'signal'> & { aborted: boolean; isSignal: boolean }> = [];
+      const contexts: Array<Omit<TaskContext, 'signal'> & { aborted: boolean; isSignal: boolean }> =
+        [];
       const { app, bg } = makeApp(createExpress, (app) => {
         app.post('/items', (_req, res) => {
           res.locals.backgroundTasks.add({
@@ -138,7 +139,13 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       expect(contexts).toEqual([
         {
           attempt: 1,
-          request: { id: 'req-42', method: 'POST', url: '/items?x=1', statusCode: 201, aborted: false },
+          request: {
+            id: 'req-42',
+            method: 'POST',
+            url: '/items?x=1',
+            statusCode: 201,
+            aborted: false,
+          },
           aborted: false,
           isSignal: true,
         },
@@ -153,71 +160,101 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       ['a header with unsafe characters gets a UUID', 'evil id<script>', (id) => UUID.test(id)],
       ['a header longer than 64 characters gets a UUID', 'a'.repeat(65), (id) => UUID.test(id)],
     ];
-    test.each(cases)('%s, at res.locals.requestId and in ctx.request.id', async (_name, header, valid) => {
-      const ids: string[] = [];
-      const { app, bg } = makeApp(createExpress, (app) => {
-        app.get('/', (_req, res) => {
-          ids.push(res.locals.requestId);
-          res.locals.backgroundTasks.add({ run: (ctx) => void ids.push(ctx.request.id) });
-          res.end();
+    test.each(cases)(
+      '%s, at res.locals.requestId and in ctx.request.id',
+      async (_name, header, valid) => {
+        const ids: string[] = [];
+        const { app, bg } = makeApp(createExpress, (app) => {
+          app.get('/', (_req, res) => {
+            ids.push(res.locals.requestId);
+            res.locals.backgroundTasks.add({ run: (ctx) => void ids.push(ctx.request.id) });
+            res.end();
+          });
         });
-      });
-      const call = request(app).get('/');
-      if (header !== undefined) call.set('X-Request-Id', header);
-      await call.expect(200);
-      await bg.idle();
-      expect(ids).toHaveLength(2);
-      expect(ids[1]).toBe(ids[0]);
-      expect(valid(ids[0])).toBe(true);
-    });
+        const call = request(app).get('/');
+        if (header !== undefined) call.set('X-Request-Id', header);
+        await call.expect(200);
+        await bg.idle();
+        expect(ids).toHaveLength(2);
+        expect(ids[1]).toBe(ids[0]);
+        expect(valid(ids[0])).toBe(true);
+      },
+    );
   });
 
   describe('failures are isolated and logged', () => {
     const failures: Array<[string, () => unknown, { name: string; message: RegExp }]> = [
-      ['a sync throw', () => {
-        throw new TypeError('sync boom');
-      }, { name: 'TypeError', message: /^sync boom$/ }],
-      ['a rejection', () => Promise.reject(new RangeError('async boom')), { name: 'RangeError', message: /^async boom$/ }],
-      ['a thrown string', () => {
-        throw 'just a string';
-      }, { name: 'NonErrorThrown', message: /just a string/ }],
-      ['a thrown object', () => {
-        throw { code: 'E_PLAIN', detail: 42 };
-      }, { name: 'NonErrorThrown', message: /E_PLAIN.*42/ }],
-      ['a rejection with undefined', () => Promise.reject(undefined), { name: 'NonErrorThrown', message: /undefined/ }],
-      ['a rejection with null', () => Promise.reject(null), { name: 'NonErrorThrown', message: /null/ }],
+      [
+        'a sync throw',
+        () => {
+          throw new TypeError('sync boom');
+        },
+        { name: 'TypeError', message: /^sync boom$/ },
+      ],
+      [
+        'a rejection',
+        () => Promise.reject(new RangeError('async boom')),
+        { name: 'RangeError', message: /^async boom$/ },
+      ],
+      [
+        'a thrown string',
+        () => {
+          throw 'just a string';
+        },
+        { name: 'NonErrorThrown', message: /just a string/ },
+      ],
+      [
+        'a thrown object',
+        () => {
+          throw { code: 'E_PLAIN', detail: 42 };
+        },
+        { name: 'NonErrorThrown', message: /E_PLAIN.*42/ },
+      ],
+      [
+        'a rejection with undefined',
+        () => Promise.reject(undefined),
+        { name: 'NonErrorThrown', message: /undefined/ },
+      ],
+      [
+        'a rejection with null',
+        () => Promise.reject(null),
+        { name: 'NonErrorThrown', message: /null/ },
+      ],
     ];
 
-    test.each(failures)('%s is logged with every field, and the next task still runs', async (_name, fails, expected) => {
-      const after: string[] = [];
-      const failing = () => fails();
-      const { app, bg, log } = makeApp(createExpress, (app) => {
-        app.put('/things/:id', (_req, res) => {
-          res.locals.backgroundTasks.add(failing).add(() => after.push('next ran'));
-          res.status(202).end();
+    test.each(failures)(
+      '%s is logged with every field, and the next task still runs',
+      async (_name, fails, expected) => {
+        const after: string[] = [];
+        const failing = () => fails();
+        const { app, bg, log } = makeApp(createExpress, (app) => {
+          app.put('/things/:id', (_req, res) => {
+            res.locals.backgroundTasks.add(failing).add(() => after.push('next ran'));
+            res.status(202).end();
+          });
         });
-      });
-      await request(app).put('/things/7?q=1').set('X-Request-Id', 'rid-1').expect(202);
-      await bg.idle();
-      expect(after).toEqual(['next ran']);
-      const [record, ...more] = log.find(LOG_MESSAGES.taskFailed);
-      expect(more).toEqual([]);
-      expect(record).toMatchObject({
-        level: 'error',
-        message: 'background task failed',
-        task: 'failing',
-        attempt: 1,
-        requestId: 'rid-1',
-        method: 'PUT',
-        url: '/things/7?q=1',
-        statusCode: 202,
-        timedOut: false,
-        error: { name: expected.name, message: expect.stringMatching(expected.message) },
-      });
-      expect(typeof record.durationMs).toBe('number');
-      expect(JSON.parse(record.line).error.message).toMatch(expected.message);
-      expect(bg.stats()).toMatchObject({ succeeded: 1, failed: 1, pending: 0, running: 0 });
-    });
+        await request(app).put('/things/7?q=1').set('X-Request-Id', 'rid-1').expect(202);
+        await bg.idle();
+        expect(after).toEqual(['next ran']);
+        const [record, ...more] = log.find(LOG_MESSAGES.taskFailed);
+        expect(more).toEqual([]);
+        expect(record).toMatchObject({
+          level: 'error',
+          message: 'background task failed',
+          task: 'failing',
+          attempt: 1,
+          requestId: 'rid-1',
+          method: 'PUT',
+          url: '/things/7?q=1',
+          statusCode: 202,
+          timedOut: false,
+          error: { name: expected.name, message: expect.stringMatching(expected.message) },
+        });
+        expect(typeof record.durationMs).toBe('number');
+        expect(JSON.parse(record.line).error.message).toMatch(expected.message);
+        expect(bg.stats()).toMatchObject({ succeeded: 1, failed: 1, pending: 0, running: 0 });
+      },
+    );
 
     test('the log keeps its fields and its constant message when the error message holds %s', async () => {
       const { app, bg, log } = makeApp(createExpress, (app) => {
@@ -234,7 +271,10 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       await request(app).get('/').expect(200);
       await bg.idle();
       const [record] = log.find(LOG_MESSAGES.taskFailed);
-      expect(record).toMatchObject({ task: 'format %s %d', error: { message: 'bad %s value %d %j' } });
+      expect(record).toMatchObject({
+        task: 'format %s %d',
+        error: { message: 'bad %s value %d %j' },
+      });
       expect(record.error).toHaveProperty('stack', expect.stringContaining('bad %s value'));
     });
 
@@ -272,13 +312,20 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
         createExpress,
         (app) => {
           app.get('/', (_req, res) => {
-            res.locals.backgroundTasks.add({ name: 'flaky', run: () => Promise.reject(new Error('nope')) });
+            res.locals.backgroundTasks.add({
+              name: 'flaky',
+              run: () => Promise.reject(new Error('nope')),
+            });
             res.end();
           });
         },
         {
           tasks: {
-            onTaskError: (failure) => void seen.push({ failure, loggedBefore: testApp.log.find(LOG_MESSAGES.taskFailed).length }),
+            onTaskError: (failure) =>
+              void seen.push({
+                failure,
+                loggedBefore: testApp.log.find(LOG_MESSAGES.taskFailed).length,
+              }),
           },
         },
       );
@@ -297,9 +344,12 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
     });
 
     test.each([
-      ['throws', () => {
-        throw new Error('hook exploded');
-      }],
+      [
+        'throws',
+        () => {
+          throw new Error('hook exploded');
+        },
+      ],
       ['rejects', () => Promise.reject(new Error('hook exploded'))],
     ])('an onTaskError that %s is caught and logged', async (_name, hook) => {
       const { app, bg, log } = makeApp(
@@ -319,7 +369,11 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       await bg.idle();
       await new Promise((resolve) => setImmediate(resolve)); // a rejecting hook is reported a tick later
       expect(log.find(LOG_MESSAGES.hookFailed)).toEqual([
-        expect.objectContaining({ level: 'error', hook: 'onTaskError', error: expect.objectContaining({ message: 'hook exploded' }) }),
+        expect.objectContaining({
+          level: 'error',
+          hook: 'onTaskError',
+          error: expect.objectContaining({ message: 'hook exploded' }),
+        }),
       ]);
       expect(bg.stats()).toMatchObject({ failed: 1, succeeded: 1 });
     });
@@ -343,13 +397,15 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       expect(events).toEqual(['queued by route', 'notified: Something went wrong']);
     });
 
-    test('clear() in an override keeps the failed route\'s tasks from running', async () => {
+    test("clear() in an override keeps the failed route's tasks from running", async () => {
       const events: string[] = [];
       const { app, bg } = makeApp(
         createExpress,
         (app) => {
           app.get('/', (_req, res) => {
-            res.locals.backgroundTasks.add(() => events.push('queued by route')).add(() => events.push('also'));
+            res.locals.backgroundTasks
+              .add(() => events.push('queued by route'))
+              .add(() => events.push('also'));
             throw createError(409, 'conflict');
           });
         },
@@ -391,7 +447,9 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
           res.end();
         });
       });
-      await Promise.all(['ann', 'bob', 'cyd'].map((user) => request(app).get(`/?user=${user}`).expect(200)));
+      await Promise.all(
+        ['ann', 'bob', 'cyd'].map((user) => request(app).get(`/?user=${user}`).expect(200)),
+      );
       await bg.idle();
       expect(seen.sort()).toEqual(['ann', 'ann', 'bob', 'bob', 'cyd', 'cyd']);
     });
@@ -414,7 +472,9 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
         },
         { tasks: { concurrency: 1 } },
       );
-      await Promise.all(['a', 'b', 'c', 'd'].map((user) => request(app).get(`/${user}`).expect(200)));
+      await Promise.all(
+        ['a', 'b', 'c', 'd'].map((user) => request(app).get(`/${user}`).expect(200)),
+      );
       await bg.idle();
       expect(seen).toHaveLength(4);
       for (const [user, store] of seen) expect(store).toBe(user);
@@ -427,7 +487,9 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       try {
         const requests = await abortedRequest();
         await bg.idle();
-        expect(requests).toEqual([expect.objectContaining({ aborted: true, method: 'GET', url: '/slow' })]);
+        expect(requests).toEqual([
+          expect.objectContaining({ aborted: true, method: 'GET', url: '/slow' }),
+        ]);
         expect(bg.stats()).toMatchObject({ succeeded: 1, rejected: 0 });
       } finally {
         server.close();
@@ -435,14 +497,21 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
     });
 
     test('with runOnAbort: false they are not run, but counted as rejected and logged', async () => {
-      const { server, abortedRequest, bg, log } = await abortingServer(createExpress, { runOnAbort: false });
+      const { server, abortedRequest, bg, log } = await abortingServer(createExpress, {
+        runOnAbort: false,
+      });
       try {
         const requests = await abortedRequest();
         await bg.idle();
         expect(requests).toEqual([]);
         expect(bg.stats()).toMatchObject({ succeeded: 0, rejected: 1, pending: 0 });
         expect(log.find(LOG_MESSAGES.taskRejected)).toEqual([
-          expect.objectContaining({ level: 'warn', task: 'record', reason: 'client aborted', url: '/slow' }),
+          expect.objectContaining({
+            level: 'warn',
+            task: 'record',
+            reason: 'client aborted',
+            url: '/slow',
+          }),
         ]);
       } finally {
         server.close();
@@ -452,14 +521,20 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
 });
 
 /** A server whose route queues a task and never answers; the client hangs up once the task is queued. */
-async function abortingServer(createExpress: () => import('express').Express, tasks: { runOnAbort?: boolean }) {
+async function abortingServer(
+  createExpress: () => import('express').Express,
+  tasks: { runOnAbort?: boolean },
+) {
   const queued = gate();
   const seen: TaskContext['request'][] = [];
   const { app, bg, log } = makeApp(
     createExpress,
     (app) => {
       app.get('/slow', (_req, res) => {
-        res.locals.backgroundTasks.add({ name: 'record', run: (ctx) => void seen.push(ctx.request) });
+        res.locals.backgroundTasks.add({
+          name: 'record',
+          run: (ctx) => void seen.push(ctx.request),
+        });
         queued.open();
       });
     },

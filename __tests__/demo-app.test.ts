@@ -37,14 +37,18 @@ test('a successful request queues a notification that is written after the respo
 
 test('a message with "hello" gets a plain 500, and the error handler notifies ops', async () => {
   const { app, bg, log } = demo();
-  const res = await request(app).post('/send-notification/bob@example.com?message=hello').expect(500);
+  const res = await request(app)
+    .post('/send-notification/bob@example.com?message=hello')
+    .expect(500);
   expect(res.text).toBe('Internal Server Error');
   expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
   await bg.idle();
   expect(notifications()).toContain(
     'notification for ops@example.com: POST /send-notification/bob@example.com?message=hello failed: 500 Something went wrong',
   );
-  expect(log.find(LOG_MESSAGES.requestFailed)).toEqual([expect.objectContaining({ status: 500, level: 'error' })]);
+  expect(log.find(LOG_MESSAGES.requestFailed)).toEqual([
+    expect.objectContaining({ status: 500, level: 'error' }),
+  ]);
 });
 
 test('a failing task lands in the winston log, and the server keeps serving', async () => {
@@ -52,7 +56,10 @@ test('a failing task lands in the winston log, and the server keeps serving', as
   await request(app).post('/failing-task').expect(202);
   await bg.idle();
   expect(log.find(LOG_MESSAGES.taskFailed)).toEqual([
-    expect.objectContaining({ task: 'chargeCard', error: expect.objectContaining({ message: 'payment provider unreachable' }) }),
+    expect.objectContaining({
+      task: 'chargeCard',
+      error: expect.objectContaining({ message: 'payment provider unreachable' }),
+    }),
   ]);
   await request(app).post('/send-notification/cyd@example.com').expect(200);
   await bg.idle();

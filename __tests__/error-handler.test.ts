@@ -11,7 +11,11 @@ import { LOG_MESSAGES, notFound } from '../lib';
 import { EXPRESS_VERSIONS, gate, makeApp, type ExpressFactory } from './support/apps';
 
 /** An app with one route that fails with `thrown` through `next()`, as both majors support. */
-function failingApp(createExpress: ExpressFactory, thrown: unknown, options: Parameters<typeof makeApp>[2] = {}) {
+function failingApp(
+  createExpress: ExpressFactory,
+  thrown: unknown,
+  options: Parameters<typeof makeApp>[2] = {},
+) {
   return makeApp(
     createExpress,
     (app) => {
@@ -45,7 +49,10 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
     });
 
     test('an HttpError made with expose: false for a 4xx shows only the status text', async () => {
-      const { app } = failingApp(createExpress, createError(400, 'internal detail', { expose: false }));
+      const { app } = failingApp(
+        createExpress,
+        createError(400, 'internal detail', { expose: false }),
+      );
       await request(app).get('/fail').expect(400, 'Bad Request');
     });
 
@@ -117,7 +124,11 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
     test('an unread request body is drained before the response, so the client sees it', async () => {
       const { app } = failingApp(createExpress, createError(413, 'Too big'));
       const body = 'x'.repeat(256 * 1024);
-      await request(app).post('/fail').set('Content-Type', 'text/plain').send(body).expect(413, 'Too big');
+      await request(app)
+        .post('/fail')
+        .set('Content-Type', 'text/plain')
+        .send(body)
+        .expect(413, 'Too big');
     });
 
     test('notFound() answers unknown routes with a plain-text 404', async () => {
@@ -141,7 +152,11 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
           requestId: 'err-1',
           method: 'POST',
           url: '/fail?a=1',
-          error: { name: 'InternalServerError', message: 'Something went wrong', stack: expect.any(String) },
+          error: {
+            name: 'InternalServerError',
+            message: 'Something went wrong',
+            stack: expect.any(String),
+          },
         }),
       ]);
     });
@@ -150,18 +165,31 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       const { app, log } = failingApp(createExpress, new TypeError('undefined is not a function'));
       await request(app).get('/fail').expect(500);
       const [record] = log.find(LOG_MESSAGES.requestFailed);
-      expect(record).toMatchObject({ level: 'error', status: 500, error: { name: 'TypeError', message: 'undefined is not a function' } });
-      expect(record.error).toHaveProperty('stack', expect.stringContaining('TypeError: undefined is not a function'));
+      expect(record).toMatchObject({
+        level: 'error',
+        status: 500,
+        error: { name: 'TypeError', message: 'undefined is not a function' },
+      });
+      expect(record.error).toHaveProperty(
+        'stack',
+        expect.stringContaining('TypeError: undefined is not a function'),
+      );
     });
 
     test('a 4xx at info, without a stack; the level can be chosen', async () => {
       const quiet = failingApp(createExpress, createError(404, 'gone'));
       await request(quiet.app).get('/fail').expect(404);
       const [info] = quiet.log.find(LOG_MESSAGES.requestFailed);
-      expect(info).toMatchObject({ level: 'info', status: 404, error: { name: 'NotFoundError', message: 'gone' } });
+      expect(info).toMatchObject({
+        level: 'info',
+        status: 404,
+        error: { name: 'NotFoundError', message: 'gone' },
+      });
       expect(info.error).not.toHaveProperty('stack');
 
-      const loud = failingApp(createExpress, createError(404, 'gone'), { errors: { clientErrorLogLevel: 'warn' } });
+      const loud = failingApp(createExpress, createError(404, 'gone'), {
+        errors: { clientErrorLogLevel: 'warn' },
+      });
       await request(loud.app).get('/fail').expect(404);
       expect(loud.log.find(LOG_MESSAGES.requestFailed)[0].level).toBe('warn');
     });
@@ -206,11 +234,15 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       await bg.idle();
       expect(events).toEqual(['email 400', 'slack bad input']);
       expect(log.find(LOG_MESSAGES.taskFailed)).toEqual([
-        expect.objectContaining({ task: 'pageOps', statusCode: 400, error: expect.objectContaining({ message: 'pager down' }) }),
+        expect.objectContaining({
+          task: 'pageOps',
+          statusCode: 400,
+          error: expect.objectContaining({ message: 'pager down' }),
+        }),
       ]);
     });
 
-    test('notifiers run when backgroundTasks() was not mounted, on the handler\'s own runner', async () => {
+    test("notifiers run when backgroundTasks() was not mounted, on the handler's own runner", async () => {
       const events: string[] = [];
       const { app, onError } = failingApp(createExpress, createError(502, 'upstream'), {
         mountTasks: false,
@@ -268,8 +300,14 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
           errors: {
             notify: (err) => void events.push(`notified ${err.status}`),
             overrides: [
-              { match: createError.NotFound, handle: (_e, _q, res) => void res.status(404).json({ error: 'not found' }) },
-              { match: 418, handle: (e, _q, res) => void res.status(418).send(`teapot: ${e.message}`) },
+              {
+                match: createError.NotFound,
+                handle: (_e, _q, res) => void res.status(404).json({ error: 'not found' }),
+              },
+              {
+                match: 418,
+                handle: (e, _q, res) => void res.status(418).send(`teapot: ${e.message}`),
+              },
               {
                 match: ValidationError,
                 handle: (e, _q, res, tasks) => {
@@ -287,33 +325,48 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       await request(app).get('/custom').expect(422, { error: 'email is required' });
       await request(app).get('/other').expect(400, 'plain');
       await bg.idle();
-      expect(events.sort()).toEqual(['notified 400', 'notified 404', 'notified 418', 'notified 500', 'override task']);
+      expect(events.sort()).toEqual([
+        'notified 400',
+        'notified 404',
+        'notified 418',
+        'notified 500',
+        'override task',
+      ]);
     });
 
     const broken: Array<[string, (res: import('express').Response) => unknown, string]> = [
-      ['throws', () => {
-        throw new Error('override bug');
-      }, 'threw'],
+      [
+        'throws',
+        () => {
+          throw new Error('override bug');
+        },
+        'threw',
+      ],
       ['rejects', () => Promise.reject(new Error('override bug')), 'threw'],
       ['returns without responding', () => undefined, 'did not respond'],
       ['resolves without responding', () => Promise.resolve(), 'did not respond'],
       ['never settles', () => new Promise(() => undefined), 'timed out'],
     ];
-    test.each(broken)('an override that %s falls back to the default response, and is logged', async (_name, handle, reason) => {
-      const events: string[] = [];
-      const { app, bg, log } = failingApp(createExpress, createError(409, 'conflict'), {
-        errors: {
-          notify: () => void events.push('notified'),
-          overrideTimeoutMs: 50,
-          overrides: [{ match: 409, handle: (_e, _q, res) => handle(res) }],
-        },
-      });
-      const res = await request(app).get('/fail').expect(409, 'conflict');
-      expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
-      await bg.idle();
-      expect(events).toEqual(['notified']);
-      expect(log.find(LOG_MESSAGES.overrideFailed)).toEqual([expect.objectContaining({ level: 'error', reason, status: 409 })]);
-    });
+    test.each(broken)(
+      'an override that %s falls back to the default response, and is logged',
+      async (_name, handle, reason) => {
+        const events: string[] = [];
+        const { app, bg, log } = failingApp(createExpress, createError(409, 'conflict'), {
+          errors: {
+            notify: () => void events.push('notified'),
+            overrideTimeoutMs: 50,
+            overrides: [{ match: 409, handle: (_e, _q, res) => handle(res) }],
+          },
+        });
+        const res = await request(app).get('/fail').expect(409, 'conflict');
+        expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
+        await bg.idle();
+        expect(events).toEqual(['notified']);
+        expect(log.find(LOG_MESSAGES.overrideFailed)).toEqual([
+          expect.objectContaining({ level: 'error', reason, status: 409 }),
+        ]);
+      },
+    );
 
     test('a predicate that throws is logged and treated as no match', async () => {
       const { app, log } = failingApp(createExpress, createError(400, 'bad'), {
@@ -329,7 +382,9 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
         },
       });
       await request(app).get('/fail').expect(400, 'bad');
-      expect(log.find(LOG_MESSAGES.overrideFailed)).toEqual([expect.objectContaining({ reason: 'match threw' })]);
+      expect(log.find(LOG_MESSAGES.overrideFailed)).toEqual([
+        expect.objectContaining({ reason: 'match threw' }),
+      ]);
     });
   });
 });
@@ -352,7 +407,10 @@ class ValidationError extends Error {
 }
 
 /** A GET over a raw socket that reports whether the response completed or the connection was cut. */
-async function rawGet(app: Express, path: string): Promise<{ status: number; body: string; complete: boolean }> {
+async function rawGet(
+  app: Express,
+  path: string,
+): Promise<{ status: number; body: string; complete: boolean }> {
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

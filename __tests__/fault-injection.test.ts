@@ -7,7 +7,12 @@
 import express from 'express';
 import fc from 'fast-check';
 import request from 'supertest';
-import { LOG_MESSAGES, type BackgroundTasks, type BackgroundTasksStats, type TaskObject } from '../lib';
+import {
+  LOG_MESSAGES,
+  type BackgroundTasks,
+  type BackgroundTasksStats,
+  type TaskObject,
+} from '../lib';
 import { makeApp } from './support/apps';
 
 const BEHAVIOURS = [
@@ -39,7 +44,8 @@ function taskFor(behaviour: Behaviour, tasks: BackgroundTasks, added: () => void
     },
     rejectNonError: () => Promise.reject('a string'),
     hang: () => new Promise(() => undefined),
-    failOnce: ({ attempt }) => (attempt === 1 ? Promise.reject(new Error('first attempt')) : undefined),
+    failOnce: ({ attempt }) =>
+      attempt === 1 ? Promise.reject(new Error('first attempt')) : undefined,
     spawn: () => {
       added();
       tasks.add({ name: 'spawned', run: () => undefined });
@@ -62,9 +68,19 @@ function expectedOutcome(plans: Behaviour[][], retries: number) {
 }
 
 const total = (s: BackgroundTasksStats) =>
-  s.pending + s.running + s.succeeded + s.failed + s.timedOut + s.rejected + s.abandoned + s.enqueued;
+  s.pending +
+  s.running +
+  s.succeeded +
+  s.failed +
+  s.timedOut +
+  s.rejected +
+  s.abandoned +
+  s.enqueued;
 
-async function runPlans(plans: Behaviour[][], options: { retries: number; concurrency: number; maxPending: number }) {
+async function runPlans(
+  plans: Behaviour[][],
+  options: { retries: number; concurrency: number; maxPending: number },
+) {
   let added = 0;
   const countAdded = () => void added++;
   const { app, bg, log } = makeApp(
@@ -86,36 +102,63 @@ async function runPlans(plans: Behaviour[][], options: { retries: number; concur
   return { stats: bg.stats(), log, added };
 }
 
-const plansArbitrary = fc.array(fc.array(fc.constantFrom(...BEHAVIOURS), { minLength: 1, maxLength: 5 }), {
-  minLength: 1,
-  maxLength: 8,
-});
+const plansArbitrary = fc.array(
+  fc.array(fc.constantFrom(...BEHAVIOURS), { minLength: 1, maxLength: 5 }),
+  {
+    minLength: 1,
+    maxLength: 8,
+  },
+);
 
 test('with room for every task: each ends as its behaviour says, with one final log line per failure', async () => {
   await fc.assert(
-    fc.asyncProperty(plansArbitrary, fc.integer({ min: 0, max: 2 }), fc.integer({ min: 1, max: 4 }), async (plans, retries, concurrency) => {
-      const { stats, log, added } = await runPlans(plans, { retries, concurrency, maxPending: 10_000 });
-      const expected = expectedOutcome(plans, retries);
-      expect(stats).toMatchObject({ ...expected, pending: 0, running: 0, rejected: 0, abandoned: 0 });
-      expect(total(stats)).toBe(added);
-      const finalLines = log.find(LOG_MESSAGES.taskFailed);
-      expect(finalLines).toHaveLength(expected.failed + expected.timedOut);
-      expect(finalLines.filter((line) => line.timedOut)).toHaveLength(expected.timedOut);
-      for (const line of finalLines) expect(line.attempt).toBe(retries + 1);
-    }),
+    fc.asyncProperty(
+      plansArbitrary,
+      fc.integer({ min: 0, max: 2 }),
+      fc.integer({ min: 1, max: 4 }),
+      async (plans, retries, concurrency) => {
+        const { stats, log, added } = await runPlans(plans, {
+          retries,
+          concurrency,
+          maxPending: 10_000,
+        });
+        const expected = expectedOutcome(plans, retries);
+        expect(stats).toMatchObject({
+          ...expected,
+          pending: 0,
+          running: 0,
+          rejected: 0,
+          abandoned: 0,
+        });
+        expect(total(stats)).toBe(added);
+        const finalLines = log.find(LOG_MESSAGES.taskFailed);
+        expect(finalLines).toHaveLength(expected.failed + expected.timedOut);
+        expect(finalLines.filter((line) => line.timedOut)).toHaveLength(expected.timedOut);
+        for (const line of finalLines) expect(line.attempt).toBe(retries + 1);
+      },
+    ),
     { numRuns: 40 },
   );
 });
 
 test('with a small maxPending: every task is still accounted for, rejected ones logged', async () => {
   await fc.assert(
-    fc.asyncProperty(plansArbitrary, fc.integer({ min: 0, max: 1 }), fc.integer({ min: 1, max: 6 }), async (plans, retries, maxPending) => {
-      const { stats, log, added } = await runPlans(plans, { retries, concurrency: 2, maxPending });
-      expect(stats).toMatchObject({ pending: 0, running: 0, abandoned: 0 });
-      expect(total(stats)).toBe(added);
-      expect(log.find(LOG_MESSAGES.taskRejected)).toHaveLength(stats.rejected);
-      expect(log.find(LOG_MESSAGES.taskFailed)).toHaveLength(stats.failed + stats.timedOut);
-    }),
+    fc.asyncProperty(
+      plansArbitrary,
+      fc.integer({ min: 0, max: 1 }),
+      fc.integer({ min: 1, max: 6 }),
+      async (plans, retries, maxPending) => {
+        const { stats, log, added } = await runPlans(plans, {
+          retries,
+          concurrency: 2,
+          maxPending,
+        });
+        expect(stats).toMatchObject({ pending: 0, running: 0, abandoned: 0 });
+        expect(total(stats)).toBe(added);
+        expect(log.find(LOG_MESSAGES.taskRejected)).toHaveLength(stats.rejected);
+        expect(log.find(LOG_MESSAGES.taskFailed)).toHaveLength(stats.failed + stats.timedOut);
+      },
+    ),
     { numRuns: 40 },
   );
 });

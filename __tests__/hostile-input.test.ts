@@ -35,7 +35,8 @@ const passOn =
   (thrown: unknown): Route =>
   (_req, _res, next) =>
     next(thrown);
-const withHeaders = (headers: Record<string, unknown>) => passOn(createError(401, 'who are you', { headers }));
+const withHeaders = (headers: Record<string, unknown>) =>
+  passOn(createError(401, 'who are you', { headers }));
 const secret = 'SECRET-internal-10.1.2.3';
 const megabyte = 'm'.repeat(1024 * 1024);
 
@@ -70,7 +71,11 @@ const hostile: Record<string, HostileCase> = {
   'a string': { route: passOn(`boom ${secret}`), status: 500, secret },
   'a number': { route: passOn(42), status: 500 },
   'a plain object': { route: passOn({ message: secret, stack: secret }), status: 500, secret },
-  "an object with status '404'": { route: passOn({ status: '404', message: secret }), status: 500, secret },
+  "an object with status '404'": {
+    route: passOn({ status: '404', message: secret }),
+    status: 500,
+    secret,
+  },
   'an object with status NaN': { route: passOn({ status: NaN }), status: 500 },
   'an object with status -1': { route: passOn({ status: -1 }), status: 500 },
   'an object with status 600': { route: passOn({ status: 600 }), status: 500 },
@@ -81,12 +86,17 @@ const hostile: Record<string, HostileCase> = {
     status: 499,
     body: 'Client Error',
   },
-  'an HttpError made with createError(NaN)': { route: passOn(createError(NaN as never, secret)), status: 500, secret },
+  'an HttpError made with createError(NaN)': {
+    route: passOn(createError(NaN as never, secret)),
+    status: 500,
+    secret,
+  },
   'an HttpError with CR/LF in a header value': {
     route: withHeaders({ 'X-Evil': 'a\r\nSet-Cookie: pwned=1', 'X-Fine': 'ok' }),
     status: 401,
     body: 'who are you',
-    check: (log) => expect(log.find(LOG_MESSAGES.headerSkipped).map((r) => r.header)).toEqual(['X-Evil']),
+    check: (log) =>
+      expect(log.find(LOG_MESSAGES.headerSkipped).map((r) => r.header)).toEqual(['X-Evil']),
   },
   'an HttpError with an invalid header name': {
     route: withHeaders({ 'Bad Header:': 'x', 'X-Fine': 'ok' }),
@@ -97,16 +107,37 @@ const hostile: Record<string, HostileCase> = {
     route: withHeaders({ 'X-Object': { a: 1 }, 'X-Fn': () => 1, 'X-Nan': NaN, 'X-Fine': 'ok' }),
     status: 401,
     body: 'who are you',
-    check: (log) => expect(log.find(LOG_MESSAGES.headerSkipped).map((r) => r.header)).toEqual(['X-Object', 'X-Fn', 'X-Nan']),
+    check: (log) =>
+      expect(log.find(LOG_MESSAGES.headerSkipped).map((r) => r.header)).toEqual([
+        'X-Object',
+        'X-Fn',
+        'X-Nan',
+      ]),
   },
   'an HttpError overriding Content-Type, Content-Length and Transfer-Encoding': {
-    route: withHeaders({ 'Content-Type': 'text/html', 'Content-Length': '3', 'Transfer-Encoding': 'chunked' }),
+    route: withHeaders({
+      'Content-Type': 'text/html',
+      'Content-Length': '3',
+      'Transfer-Encoding': 'chunked',
+    }),
     status: 401,
     body: 'who are you',
   },
-  'an HttpError setting a cookie': { route: withHeaders({ 'Set-Cookie': ['a=1', 'b=2'] }), status: 401, body: 'who are you' },
-  'a 4xx with a 1 MB message': { route: passOn(createError(400, megabyte)), status: 400, body: megabyte },
-  'a 5xx with a 1 MB message': { route: passOn(createError(500, megabyte)), status: 500, secret: megabyte.slice(0, 100) },
+  'an HttpError setting a cookie': {
+    route: withHeaders({ 'Set-Cookie': ['a=1', 'b=2'] }),
+    status: 401,
+    body: 'who are you',
+  },
+  'a 4xx with a 1 MB message': {
+    route: passOn(createError(400, megabyte)),
+    status: 400,
+    body: megabyte,
+  },
+  'a 5xx with a 1 MB message': {
+    route: passOn(createError(500, megabyte)),
+    status: 500,
+    secret: megabyte.slice(0, 100),
+  },
   'a message with CR/LF (the log stays one JSON record)': {
     route: passOn(createError(500, `line one\n{"level":"error","message":"forged"}\r\n${secret}`)),
     status: 500,
@@ -121,7 +152,10 @@ const hostile: Record<string, HostileCase> = {
     route: passOn(unreadableMessage),
     status: 500,
     check: (log) =>
-      expect(log.find(LOG_MESSAGES.requestFailed)[0].error).toMatchObject({ name: 'Error', message: '(unreadable message)' }),
+      expect(log.find(LOG_MESSAGES.requestFailed)[0].error).toMatchObject({
+        name: 'Error',
+        message: '(unreadable message)',
+      }),
   },
   'an HttpError whose message getter throws': {
     route: passOn(
@@ -153,25 +187,49 @@ const hostile: Record<string, HostileCase> = {
   },
   'an override that throws': {
     route: passOn(createError(418, 'teapot')),
-    options: { errors: { overrides: [{ match: 418, handle: () => { throw new Error(secret); } }] } },
+    options: {
+      errors: {
+        overrides: [
+          {
+            match: 418,
+            handle: () => {
+              throw new Error(secret);
+            },
+          },
+        ],
+      },
+    },
     status: 418,
     body: 'teapot',
   },
   'an override that rejects': {
     route: passOn(createError(418, 'teapot')),
-    options: { errors: { overrides: [{ match: 418, handle: () => Promise.reject(new Error(secret)) }] } },
+    options: {
+      errors: { overrides: [{ match: 418, handle: () => Promise.reject(new Error(secret)) }] },
+    },
     status: 418,
     body: 'teapot',
   },
   'an override that never responds': {
     route: passOn(createError(418, 'teapot')),
-    options: { errors: { overrideTimeoutMs: 20, overrides: [{ match: 418, handle: () => new Promise(() => undefined) }] } },
+    options: {
+      errors: {
+        overrideTimeoutMs: 20,
+        overrides: [{ match: 418, handle: () => new Promise(() => undefined) }],
+      },
+    },
     status: 418,
     body: 'teapot',
   },
   'a notifier that throws': {
     route: passOn(createError(500, secret)),
-    options: { errors: { notify: () => { throw new Error('notifier down'); } } },
+    options: {
+      errors: {
+        notify: () => {
+          throw new Error('notifier down');
+        },
+      },
+    },
     status: 500,
     secret,
     check: (log) => expect(log.find(LOG_MESSAGES.taskFailed)).toHaveLength(1),
@@ -181,7 +239,13 @@ const hostile: Record<string, HostileCase> = {
       res.locals.backgroundTasks.add(() => Promise.reject(new Error('task failed')));
       next(createError(503, secret));
     },
-    options: { tasks: { onTaskError: () => { throw new Error('hook down'); } } },
+    options: {
+      tasks: {
+        onTaskError: () => {
+          throw new Error('hook down');
+        },
+      },
+    },
     status: 503,
     secret,
     check: (log) => expect(log.find(LOG_MESSAGES.hookFailed)).toHaveLength(1),
@@ -189,7 +253,9 @@ const hostile: Record<string, HostileCase> = {
 };
 
 describe.each(EXPRESS_VERSIONS)('%s', (version, createExpress) => {
-  const cases = Object.entries(hostile).filter(([, c]) => version === 'Express 5' || !c.express5Only);
+  const cases = Object.entries(hostile).filter(
+    ([, c]) => version === 'Express 5' || !c.express5Only,
+  );
 
   test.each(cases)('%s', async (_name, hostileCase) => {
     const { app, bg, log } = makeApp(
@@ -212,7 +278,9 @@ describe.each(EXPRESS_VERSIONS)('%s', (version, createExpress) => {
         expect(response.headers['content-type']).toBe('text/plain; charset=utf-8');
         expect(response.headers['x-content-type-options']).toBe('nosniff');
         expect(response.body).not.toBe('undefined');
-        const expectedBody = hostileCase.body ?? (hostileCase.status >= 500 ? http.STATUS_CODES[hostileCase.status] : undefined);
+        const expectedBody =
+          hostileCase.body ??
+          (hostileCase.status >= 500 ? http.STATUS_CODES[hostileCase.status] : undefined);
         if (expectedBody !== undefined) expect(response.body).toBe(expectedBody);
         expect(response.headers['set-cookie']).toBeUndefined();
       }
@@ -247,7 +315,8 @@ test('a winston transport that throws: the response is sent, and that record and
   app.use(httpErrorHandler({ backgroundTasks: bg }));
   const written: string[] = [];
   const write = process.stderr.write;
-  process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+  process.stderr.write = ((chunk: string) =>
+    written.push(String(chunk)) > 0) as typeof process.stderr.write;
   try {
     await request(app).get('/').expect(500, 'Internal Server Error');
     await bg.idle();
@@ -256,7 +325,10 @@ test('a winston transport that throws: the response is sent, and that record and
   }
   const records = written.map((line) => JSON.parse(line));
   expect(records).toEqual([
-    expect.objectContaining({ message: LOG_MESSAGES.requestFailed, loggerError: expect.objectContaining({ message: 'transport is broken' }) }),
+    expect.objectContaining({
+      message: LOG_MESSAGES.requestFailed,
+      loggerError: expect.objectContaining({ message: 'transport is broken' }),
+    }),
     expect.objectContaining({ message: LOG_MESSAGES.taskFailed, task: 'failingTask' }),
   ]);
   expect(bg.stats()).toMatchObject({ failed: 1 });
@@ -271,13 +343,20 @@ async function listen(app: Express): Promise<http.Server> {
 /** A GET over a plain socket: reports a cut connection instead of failing, as supertest would. */
 function rawGet(server: http.Server, path: string) {
   const { port } = server.address() as AddressInfo;
-  return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string; complete: boolean }>((resolve, reject) => {
+  return new Promise<{
+    status: number;
+    headers: http.IncomingHttpHeaders;
+    body: string;
+    complete: boolean;
+  }>((resolve, reject) => {
     http
       .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (body += chunk));
-        res.on('close', () => resolve({ status: res.statusCode!, headers: res.headers, body, complete: res.complete }));
+        res.on('close', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, body, complete: res.complete }),
+        );
       })
       .on('error', reject);
   });

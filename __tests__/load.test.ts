@@ -56,7 +56,12 @@ test(`${REQUESTS} requests, ${CONCURRENCY} at a time, one in ${ABORT_EVERY} abor
     new Promise<void>((resolve, reject) => {
       const abort = n % ABORT_EVERY === 0;
       const req = http.get(
-        { host: '127.0.0.1', port, path: `/work/${n}${abort ? '?abort=1' : ''}`, agent: abort ? false : agent },
+        {
+          host: '127.0.0.1',
+          port,
+          path: `/work/${n}${abort ? '?abort=1' : ''}`,
+          agent: abort ? false : agent,
+        },
         (res) => {
           if (abort) {
             res.once('data', () => {
@@ -94,11 +99,13 @@ test(`${REQUESTS} requests, ${CONCURRENCY} at a time, one in ${ABORT_EVERY} abor
     expect(log.records.filter((record) => record.level === 'error')).toHaveLength(failing);
     expect(sawAborted).toBe(REQUESTS / ABORT_EVERY);
     const health = await new Promise<string>((resolve, reject) =>
-      http.get({ host: '127.0.0.1', port, path: '/health', agent }, (res) => {
-        let body = '';
-        res.on('data', (chunk) => (body += chunk));
-        res.on('end', () => resolve(body));
-      }).on('error', reject),
+      http
+        .get({ host: '127.0.0.1', port, path: '/health', agent }, (res) => {
+          let body = '';
+          res.on('data', (chunk) => (body += chunk));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject),
     );
     expect(health).toBe('ok');
   } finally {

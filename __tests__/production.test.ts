@@ -4,7 +4,13 @@
  */
 import express from 'express';
 import request from 'supertest';
-import { BACKGROUND_TASKS_DEFAULTS, LOG_MESSAGES, TaskAbandonedError, TaskTimeoutError, backgroundTasks } from '../lib';
+import {
+  BACKGROUND_TASKS_DEFAULTS,
+  LOG_MESSAGES,
+  TaskAbandonedError,
+  TaskTimeoutError,
+  backgroundTasks,
+} from '../lib';
 import type { BackgroundTasks, BackgroundTasksStats } from '../lib';
 import { captureLogger } from './support/capture';
 import { gate, makeApp, type TestAppOptions } from './support/apps';
@@ -25,7 +31,14 @@ function appWith(queue: (tasks: BackgroundTasks) => void, options: TestAppOption
 
 const never = () => new Promise<never>(() => undefined);
 const total = (stats: BackgroundTasksStats) =>
-  stats.pending + stats.running + stats.succeeded + stats.failed + stats.timedOut + stats.rejected + stats.abandoned + stats.enqueued;
+  stats.pending +
+  stats.running +
+  stats.succeeded +
+  stats.failed +
+  stats.timedOut +
+  stats.rejected +
+  stats.abandoned +
+  stats.enqueued;
 
 test('the defaults', () => {
   expect(BACKGROUND_TASKS_DEFAULTS).toEqual({
@@ -64,10 +77,19 @@ describe('timeouts', () => {
         level: 'error',
         task: 'hangs',
         timedOut: true,
-        error: expect.objectContaining({ name: 'TaskTimeoutError', message: 'task timed out after 20 ms' }),
+        error: expect.objectContaining({
+          name: 'TaskTimeoutError',
+          message: 'task timed out after 20 ms',
+        }),
       }),
     ]);
-    expect(bg.stats()).toMatchObject({ timedOut: 1, succeeded: 1, failed: 0, running: 0, pending: 0 });
+    expect(bg.stats()).toMatchObject({
+      timedOut: 1,
+      succeeded: 1,
+      failed: 0,
+      running: 0,
+      pending: 0,
+    });
   });
 
   test("a per-task timeoutMs overrides the middleware's, and 0 means no limit", async () => {
@@ -77,7 +99,11 @@ describe('timeouts', () => {
       express,
       (app) => {
         app.get('/unbounded', (_req, res) => {
-          res.locals.backgroundTasks.add({ name: 'unbounded', timeoutMs: 0, run: () => slow.promise });
+          res.locals.backgroundTasks.add({
+            name: 'unbounded',
+            timeoutMs: 0,
+            run: () => slow.promise,
+          });
           res.end();
         });
         app.get('/tight', (_req, res) => {
@@ -85,7 +111,12 @@ describe('timeouts', () => {
           res.end();
         });
       },
-      { tasks: { timeoutMs: 5, onTaskError: (failure) => failure.task === 'tight' && tightTimedOut.open() } },
+      {
+        tasks: {
+          timeoutMs: 5,
+          onTaskError: (failure) => failure.task === 'tight' && tightTimedOut.open(),
+        },
+      },
     );
     await request(app).get('/unbounded').expect(200);
     await request(app).get('/tight').expect(200);
@@ -138,27 +169,38 @@ describe('retries', () => {
     await bg.idle();
     expect(attempts).toEqual([1, 2, 3]);
     expect(log.find(LOG_MESSAGES.taskRetrying)).toEqual([
-      expect.objectContaining({ level: 'warn', task: 'flaky', attempt: 1, retryInMs: expect.any(Number) }),
-      expect.objectContaining({ level: 'warn', task: 'flaky', attempt: 2, retryInMs: expect.any(Number) }),
+      expect.objectContaining({
+        level: 'warn',
+        task: 'flaky',
+        attempt: 1,
+        retryInMs: expect.any(Number),
+      }),
+      expect.objectContaining({
+        level: 'warn',
+        task: 'flaky',
+        attempt: 2,
+        retryInMs: expect.any(Number),
+      }),
     ]);
     expect(log.find(LOG_MESSAGES.taskFailed)).toEqual([]);
     expect(bg.stats()).toMatchObject({ succeeded: 1, failed: 0, pending: 0 });
   });
 
   test('a task that always fails: a warn line per retried attempt and one error line, on the last', async () => {
-    const { app, bg, log } = appWith(
-      (tasks) =>
-        tasks.add({
-          name: 'doomed',
-          retries: 2,
-          retryDelayMs: 1,
-          run: () => Promise.reject(new Error('still down')),
-        }),
+    const { app, bg, log } = appWith((tasks) =>
+      tasks.add({
+        name: 'doomed',
+        retries: 2,
+        retryDelayMs: 1,
+        run: () => Promise.reject(new Error('still down')),
+      }),
     );
     await request(app).get('/').expect(200);
     await bg.idle();
     expect(log.find(LOG_MESSAGES.taskRetrying).map((record) => record.attempt)).toEqual([1, 2]);
-    expect(log.find(LOG_MESSAGES.taskFailed)).toEqual([expect.objectContaining({ level: 'error', attempt: 3 })]);
+    expect(log.find(LOG_MESSAGES.taskFailed)).toEqual([
+      expect.objectContaining({ level: 'error', attempt: 3 }),
+    ]);
     expect(bg.stats()).toMatchObject({ failed: 1, succeeded: 0 });
   });
 
@@ -185,21 +227,30 @@ describe('retries', () => {
   });
 
   test('a timed-out attempt is retried; the task counts as timed out only if the last attempt timed out', async () => {
-    const { app, bg, log } = appWith(
-      (tasks) =>
-        tasks
-          .add({ name: 'slow once', timeoutMs: 10, retries: 1, retryDelayMs: 1, run: ({ attempt }) => (attempt === 1 ? never() : undefined) })
-          .add({ name: 'always slow', timeoutMs: 10, retries: 1, retryDelayMs: 1, run: never }),
+    const { app, bg, log } = appWith((tasks) =>
+      tasks
+        .add({
+          name: 'slow once',
+          timeoutMs: 10,
+          retries: 1,
+          retryDelayMs: 1,
+          run: ({ attempt }) => (attempt === 1 ? never() : undefined),
+        })
+        .add({ name: 'always slow', timeoutMs: 10, retries: 1, retryDelayMs: 1, run: never }),
     );
     await request(app).get('/').expect(200);
     await bg.idle();
-    expect(log.find(LOG_MESSAGES.taskRetrying).map((record) => [record.task, record.timedOut])).toEqual([
+    expect(
+      log.find(LOG_MESSAGES.taskRetrying).map((record) => [record.task, record.timedOut]),
+    ).toEqual([
       ['slow once', true],
       ['always slow', true],
     ]);
-    expect(log.find(LOG_MESSAGES.taskFailed).map((record) => [record.task, record.attempt, record.timedOut])).toEqual([
-      ['always slow', 2, true],
-    ]);
+    expect(
+      log
+        .find(LOG_MESSAGES.taskFailed)
+        .map((record) => [record.task, record.attempt, record.timedOut]),
+    ).toEqual([['always slow', 2, true]]);
     expect(bg.stats()).toMatchObject({ succeeded: 1, timedOut: 1 });
   });
 
@@ -314,7 +365,13 @@ describe('maxPending', () => {
     await bg.idle();
     expect(ran).toEqual([0, 1]);
     expect(log.find(LOG_MESSAGES.taskRejected)).toEqual([
-      expect.objectContaining({ level: 'error', task: 'task-2', requestId: 'full-1', reason: 'queue full', maxPending: 2 }),
+      expect.objectContaining({
+        level: 'error',
+        task: 'task-2',
+        requestId: 'full-1',
+        reason: 'queue full',
+        maxPending: 2,
+      }),
     ]);
     expect(bg.stats()).toMatchObject({ succeeded: 2, rejected: 1 });
   });
@@ -406,8 +463,18 @@ describe('drain()', () => {
     await expect(bg.drain({ timeoutMs: 20 })).resolves.toEqual({ completed: false, abandoned: 2 });
     expect(reasons).toEqual([expect.any(TaskAbandonedError)]);
     expect(log.find(LOG_MESSAGES.taskAbandoned)).toEqual([
-      expect.objectContaining({ level: 'error', task: 'stuck', requestId: 'drain-1', state: 'running' }),
-      expect.objectContaining({ level: 'error', task: 'never started', requestId: 'drain-1', state: 'pending' }),
+      expect.objectContaining({
+        level: 'error',
+        task: 'stuck',
+        requestId: 'drain-1',
+        state: 'running',
+      }),
+      expect.objectContaining({
+        level: 'error',
+        task: 'never started',
+        requestId: 'drain-1',
+        state: 'pending',
+      }),
     ]);
     expect(bg.stats()).toMatchObject({ pending: 0, running: 0, abandoned: 2 });
     await bg.idle();
@@ -438,7 +505,12 @@ describe('drain()', () => {
       express,
       (app) => {
         app.get('/retrying', (_req, res) => {
-          res.locals.backgroundTasks.add({ name: 'retrying', retries: 5, retryDelayMs: 60_000, run: () => Promise.reject(new Error('x')) });
+          res.locals.backgroundTasks.add({
+            name: 'retrying',
+            retries: 5,
+            retryDelayMs: 60_000,
+            run: () => Promise.reject(new Error('x')),
+          });
           res.end();
         });
         app.get('/open', (_req, res) => {
@@ -450,10 +522,15 @@ describe('drain()', () => {
     );
     const opened = gate();
     await request(app).get('/retrying').expect(200);
-    const inFlight = request(app).get('/open').timeout(2_000).catch(() => undefined);
+    const inFlight = request(app)
+      .get('/open')
+      .timeout(2_000)
+      .catch(() => undefined);
     await opened.promise;
     await expect(bg.drain({ timeoutMs: 20 })).resolves.toEqual({ completed: false, abandoned: 2 });
-    expect(log.find(LOG_MESSAGES.taskAbandoned).map((record) => [record.task, record.state])).toEqual([
+    expect(
+      log.find(LOG_MESSAGES.taskAbandoned).map((record) => [record.task, record.state]),
+    ).toEqual([
       ['retrying', 'waiting to retry'],
       ['response still open', 'pending'],
     ]);
@@ -465,13 +542,25 @@ describe('drain()', () => {
 describe('option checks: a bad option fails when the middleware is created', () => {
   const bad: Array<[string, object, RegExp]> = [
     ['an unknown option', { timeout: 5 }, /unknown option "timeout"/],
-    ['a negative timeoutMs', { timeoutMs: -1 }, /"timeoutMs" must be an integer from 0 to 2147483647, got -1/],
-    ['a timeoutMs setTimeout cannot honour', { timeoutMs: 2 ** 31 }, /"timeoutMs" must be an integer/],
+    [
+      'a negative timeoutMs',
+      { timeoutMs: -1 },
+      /"timeoutMs" must be an integer from 0 to 2147483647, got -1/,
+    ],
+    [
+      'a timeoutMs setTimeout cannot honour',
+      { timeoutMs: 2 ** 31 },
+      /"timeoutMs" must be an integer/,
+    ],
     ['a fractional retries', { retries: 1.5 }, /"retries" must be an integer from 0 to 100/],
     ['a string retryDelayMs', { retryDelayMs: '100' }, /"retryDelayMs" must be an integer/],
     ['concurrency 0', { concurrency: 0 }, /"concurrency" must be an integer from 1/],
     ['a NaN maxPending', { maxPending: NaN }, /"maxPending" must be an integer from 0/],
-    ['a non-boolean runOnAbort', { runOnAbort: 'yes' }, /"runOnAbort" must be a boolean, got "yes"/],
+    [
+      'a non-boolean runOnAbort',
+      { runOnAbort: 'yes' },
+      /"runOnAbort" must be a boolean, got "yes"/,
+    ],
     ['a logger without methods', { logger: {} }, /"logger" must be a winston Logger/],
     ['a non-function onTaskError', { onTaskError: 42 }, /"onTaskError" must be a function, got 42/],
     ['a durable queue without enqueue', { durable: {} }, /"durable" must be a durable queue/],
@@ -506,7 +595,9 @@ describe('option checks: a bad option fails when the middleware is created', () 
       }
     };
     expect(Object.fromEntries(attempts.map(([name, run]) => [name, outcome(run)]))).toEqual({
-      number: expect.stringMatching(/expected a function, a \{ name, run \} object or a defined task, got 42/),
+      number: expect.stringMatching(
+        /expected a function, a \{ name, run \} object or a defined task, got 42/,
+      ),
       'empty name': expect.stringMatching(/task name must be a non-empty string/),
       'bad retries': expect.stringMatching(/"retries" must be an integer/),
       'extra argument': expect.stringMatching(/object-form task takes no arguments/),

@@ -25,10 +25,14 @@ async function startDemo(env: Record<string, string>): Promise<Demo> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ebt-shutdown-'));
   dirs.push(dir);
   const notificationLog = path.join(dir, 'notifications.log');
-  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', 'demo-app/server.ts'], {
-    cwd: path.join(__dirname, '..'),
-    env: { ...process.env, PORT: '0', NOTIFICATION_LOG: notificationLog, REDIS_URL: '', ...env },
-  });
+  const child = spawn(
+    process.execPath,
+    ['-r', 'ts-node/register/transpile-only', 'demo-app/server.ts'],
+    {
+      cwd: path.join(__dirname, '..'),
+      env: { ...process.env, PORT: '0', NOTIFICATION_LOG: notificationLog, REDIS_URL: '', ...env },
+    },
+  );
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
@@ -38,7 +42,9 @@ async function startDemo(env: Record<string, string>): Promise<Demo> {
       const match = /demo listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
       if (match) resolve(match[1]);
     });
-    void exited.then((code) => reject(new Error(`demo exited (${code}) before listening:\n${output}`)));
+    void exited.then((code) =>
+      reject(new Error(`demo exited (${code}) before listening:\n${output}`)),
+    );
   });
   const notifications = () => {
     try {
@@ -58,18 +64,24 @@ function logLines(output: string): Array<Record<string, unknown>> {
     .map((line) => JSON.parse(line));
 }
 
-test.each(['SIGTERM', 'SIGINT'] as const)('on %s the demo finishes its running task, then exits 0', async (signal) => {
-  const demo = await startDemo({ DRAIN_TIMEOUT_MS: '10000' });
-  try {
-    await request(demo.base).post('/report?ms=300').expect(202);
-    demo.child.kill(signal);
-    expect(await demo.exited).toBe(0);
-    expect(demo.notifications()).toMatch(/notification for reports@example\.com: report [\w-]+ built in 300 ms/);
-    expect(demo.output()).toContain('drained: {"completed":true,"abandoned":0}');
-  } finally {
-    demo.child.kill('SIGKILL');
-  }
-}, 30_000);
+test.each(['SIGTERM', 'SIGINT'] as const)(
+  'on %s the demo finishes its running task, then exits 0',
+  async (signal) => {
+    const demo = await startDemo({ DRAIN_TIMEOUT_MS: '10000' });
+    try {
+      await request(demo.base).post('/report?ms=300').expect(202);
+      demo.child.kill(signal);
+      expect(await demo.exited).toBe(0);
+      expect(demo.notifications()).toMatch(
+        /notification for reports@example\.com: report [\w-]+ built in 300 ms/,
+      );
+      expect(demo.output()).toContain('drained: {"completed":true,"abandoned":0}');
+    } finally {
+      demo.child.kill('SIGKILL');
+    }
+  },
+  30_000,
+);
 
 test('a task longer than the drain bound is logged as abandoned, by name, and the process still exits 0', async () => {
   const demo = await startDemo({ DRAIN_TIMEOUT_MS: '200' });

@@ -21,7 +21,12 @@ function queueTypedTasks(tasks: BackgroundTasks): void {
   tasks.add(send, 'ann@example.com');
   // @ts-expect-error: one argument too many
   tasks.add(send, 'ann@example.com', 2, true);
-  tasks.add({ name: 'ctx', timeoutMs: 1_000, retries: 1, run: (ctx) => void calls.push(`ctx ${ctx.request.method}`) });
+  tasks.add({
+    name: 'ctx',
+    timeoutMs: 1_000,
+    retries: 1,
+    run: (ctx) => void calls.push(`ctx ${ctx.request.method}`),
+  });
   tasks.add(greet, { email: 'bob@example.com', times: 3 });
   // @ts-expect-error: the payload must match the definition
   tasks.add(greet, { email: 'bob@example.com' });

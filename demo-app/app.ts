@@ -20,7 +20,10 @@ export function createDemoApp({ logger, durable }: DemoOptions = {}) {
   const onError = httpErrorHandler({
     backgroundTasks: bg,
     notify: function notifyOps(err, req) {
-      return writeNotification('ops@example.com', `${req.method} ${req.originalUrl} failed: ${err.status} ${err.message}`);
+      return writeNotification(
+        'ops@example.com',
+        `${req.method} ${req.originalUrl} failed: ${err.status} ${err.message}`,
+      );
     },
   });
   const app = express();
@@ -51,7 +54,8 @@ export function createDemoApp({ logger, durable }: DemoOptions = {}) {
           const timer = setTimeout(resolve, ms);
           signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
         });
-        if (!signal.aborted) await writeNotification('reports@example.com', `report ${request.id} built in ${ms} ms`);
+        if (!signal.aborted)
+          await writeNotification('reports@example.com', `report ${request.id} built in ${ms} ms`);
       },
     });
     res.status(202).json({ message: `Report queued; it takes ${ms} ms.` });

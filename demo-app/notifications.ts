@@ -9,7 +9,10 @@ import { defineTask } from '../lib';
 
 /** Where notifications go: `NOTIFICATION_LOG`, else a file under the OS temp directory. */
 export function notificationLog(): string {
-  return process.env.NOTIFICATION_LOG || path.join(tmpdir(), 'express-background-tasks-demo', 'notifications.log');
+  return (
+    process.env.NOTIFICATION_LOG ||
+    path.join(tmpdir(), 'express-background-tasks-demo', 'notifications.log')
+  );
 }
 
 export async function writeNotification(email: string, message: string): Promise<void> {

@@ -29,7 +29,9 @@ notifications are appended to ${notificationLog()}`);
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`${signal}: closing the server and draining background tasks (at most ${drainTimeoutMs} ms)`);
+    console.log(
+      `${signal}: closing the server and draining background tasks (at most ${drainTimeoutMs} ms)`,
+    );
     server.close();
     server.closeIdleConnections();
     const result = await bg.drain({ timeoutMs: drainTimeoutMs });

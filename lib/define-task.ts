@@ -31,8 +31,13 @@ export function defineTask<Payload>(
   if (typeof name !== 'string' || name === '' || name.length > 200) {
     throw new TypeError('defineTask(): name must be a string of 1 to 200 characters');
   }
-  if (typeof handler !== 'function') throw new TypeError(`defineTask("${name}"): handler must be a function`);
-  const policy = checkOptionsObject('defineTask', options, ['timeoutMs', 'retries', 'retryDelayMs']);
+  if (typeof handler !== 'function')
+    throw new TypeError(`defineTask("${name}"): handler must be a function`);
+  const policy = checkOptionsObject('defineTask', options, [
+    'timeoutMs',
+    'retries',
+    'retryDelayMs',
+  ]);
   resolvePolicy('defineTask', policy, { timeoutMs: 0, retries: 0, retryDelayMs: 0 });
   const definition: DefinedTask<Payload> = {
     name,
@@ -42,14 +47,25 @@ export function defineTask<Payload>(
     toTask(payload, defaults) {
       const copy = jsonCopy(name, payload);
       const run = (ctx: TaskContext) => handler(copy as Payload, ctx);
-      return new Task(name, resolvePolicy('defineTask', policy, defaults), undefined, [copy], { name, run }, definition as DefinedTask<unknown>);
+      return new Task(
+        name,
+        resolvePolicy('defineTask', policy, defaults),
+        undefined,
+        [copy],
+        { name, run },
+        definition as DefinedTask<unknown>,
+      );
     },
   };
   return Object.freeze(definition);
 }
 
 export function isDefinedTask(value: unknown): value is DefinedTask<unknown> {
-  return typeof value === 'object' && value !== null && (value as { [DEFINED]?: unknown })[DEFINED] === true;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { [DEFINED]?: unknown })[DEFINED] === true
+  );
 }
 
 const MAX_DEPTH = 100;
@@ -63,7 +79,12 @@ export function jsonCopy(task: string, payload: unknown): unknown {
   return payload === undefined ? undefined : JSON.parse(JSON.stringify(payload));
 }
 
-function jsonProblem(value: unknown, path: string, seen: Set<object>, depth: number): string | undefined {
+function jsonProblem(
+  value: unknown,
+  path: string,
+  seen: Set<object>,
+  depth: number,
+): string | undefined {
   switch (typeof value) {
     case 'string':
     case 'boolean':
@@ -85,12 +106,18 @@ function jsonProblem(value: unknown, path: string, seen: Set<object>, depth: num
     return `${path} is a ${proto?.constructor?.name ?? 'class instance'}, not a plain object`;
   }
   if (Object.getOwnPropertySymbols(value).length > 0) return `${path} has symbol keys`;
-  if (array && Object.keys(value).length !== (value as unknown[]).length) return `${path} has holes`;
+  if (array && Object.keys(value).length !== (value as unknown[]).length)
+    return `${path} has holes`;
   seen.add(value);
   for (const key of Object.keys(value)) {
     const item = (value as Record<string, unknown>)[key];
     if (array && item === undefined) return `${path}[${key}] is undefined`;
-    const problem = jsonProblem(item, array ? `${path}[${key}]` : `${path}.${key}`, seen, depth + 1);
+    const problem = jsonProblem(
+      item,
+      array ? `${path}[${key}]` : `${path}.${key}`,
+      seen,
+      depth + 1,
+    );
     if (problem !== undefined) return problem;
   }
   seen.delete(value);

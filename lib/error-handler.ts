@@ -10,7 +10,15 @@ import { checkErrorHeaders, errorBody, sendErrorResponse } from './error-respons
 import { toHttpError } from './http-error';
 import { LOG_MESSAGES, isThenable, safeLog, type LogLevel } from './logging';
 import { backgroundTasks, queueOf, runnerOf, withControls, type TaskControls } from './middleware';
-import { MAX_TIMER_MS, checkFunction, checkInteger, checkLogger, checkOptionsObject, fail, show } from './options';
+import {
+  MAX_TIMER_MS,
+  checkFunction,
+  checkInteger,
+  checkLogger,
+  checkOptionsObject,
+  fail,
+  show,
+} from './options';
 import type { BackgroundTasks } from './queue';
 import { errorFields, readProperty, toError } from './thrown';
 import type { TaskContext } from './types';
@@ -83,7 +91,9 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
       next(thrown); // Express closes the connection: a second response cannot be written
       return;
     }
-    const override = overrides.find((candidate) => candidate.matches(error, cause, req, tasks.requestId));
+    const override = overrides.find((candidate) =>
+      candidate.matches(error, cause, req, tasks.requestId),
+    );
     if (override === undefined) sendDefault(req, res, error, logger);
     else runOverride(override, error, req, res, tasks, { logger, overrideTimeoutMs });
   };
@@ -94,7 +104,10 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
 function sendDefault(req: Request, res: Response, error: HttpError, logger: Logger): void {
   const headers = checkErrorHeaders(readProperty(error, 'headers'));
   for (const header of headers.skipped) {
-    safeLog(logger, 'warn', LOG_MESSAGES.headerSkipped, { header, requestId: res.locals.requestId });
+    safeLog(logger, 'warn', LOG_MESSAGES.headerSkipped, {
+      header,
+      requestId: res.locals.requestId,
+    });
   }
   sendErrorResponse(req, res, error.status, errorBody(error, error.status), headers.valid);
 }
@@ -200,7 +213,12 @@ function resolveHandlerOptions(options: HttpErrorHandlerOptions | undefined): Ha
     'overrideTimeoutMs',
   ]);
   if (given.logger !== undefined) checkLogger(where, given.logger);
-  const notifiers = given.notify === undefined ? [] : Array.isArray(given.notify) ? [...given.notify] : [given.notify];
+  const notifiers =
+    given.notify === undefined
+      ? []
+      : Array.isArray(given.notify)
+        ? [...given.notify]
+        : [given.notify];
   notifiers.forEach((notifier, i) => checkFunction(where, `notify[${i}]`, notifier));
   if (given.overrides !== undefined && !Array.isArray(given.overrides)) {
     fail(where, 'overrides', 'an array of { match, handle }', given.overrides);
@@ -210,29 +228,45 @@ function resolveHandlerOptions(options: HttpErrorHandlerOptions | undefined): Ha
   let runner = undefined;
   if (given.backgroundTasks !== undefined) {
     runner = runnerOf(given.backgroundTasks);
-    if (runner === undefined) fail(where, 'backgroundTasks', 'a middleware made by backgroundTasks()', given.backgroundTasks);
+    if (runner === undefined)
+      fail(
+        where,
+        'backgroundTasks',
+        'a middleware made by backgroundTasks()',
+        given.backgroundTasks,
+      );
   }
   const logger = given.logger ?? runner?.logger;
   runner ??= runnerOf(backgroundTasks({ logger }))!;
   const level = given.clientErrorLogLevel ?? 'info';
-  if (!LEVELS.includes(level)) fail(where, 'clientErrorLogLevel', `one of ${LEVELS.join(', ')}`, level);
+  if (!LEVELS.includes(level))
+    fail(where, 'clientErrorLogLevel', `one of ${LEVELS.join(', ')}`, level);
   return {
     logger: logger ?? runner.logger,
     notifiers,
     overrides: overrides.map((override) => toOverride(override, logger ?? runner.logger)),
     runner,
     clientErrorLogLevel: level,
-    overrideTimeoutMs: checkInteger(where, 'overrideTimeoutMs', given.overrideTimeoutMs, 5_000, 1, MAX_TIMER_MS),
+    overrideTimeoutMs: checkInteger(
+      where,
+      'overrideTimeoutMs',
+      given.overrideTimeoutMs,
+      5_000,
+      1,
+      MAX_TIMER_MS,
+    ),
   };
 }
 
 function checkOverride(override: unknown, i: number): void {
   const where = 'httpErrorHandler';
-  if (override === null || typeof override !== 'object') fail(where, `overrides[${i}]`, 'a { match, handle } object', override);
+  if (override === null || typeof override !== 'object')
+    fail(where, `overrides[${i}]`, 'a { match, handle } object', override);
   const { match, handle } = override as Partial<ErrorOverride>;
   checkFunction(where, `overrides[${i}].handle`, handle);
   const validMatch =
-    typeof match === 'function' || (typeof match === 'number' && Number.isInteger(match) && match >= 400 && match <= 599);
+    typeof match === 'function' ||
+    (typeof match === 'number' && Number.isInteger(match) && match >= 400 && match <= 599);
   if (!validMatch) {
     throw new TypeError(
       `${where}(): option "overrides[${i}].match" must be a status from 400 to 599, an Error class or a predicate, got ${show(match)}`,

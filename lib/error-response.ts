@@ -22,7 +22,12 @@ const PROTECTED_HEADERS = new Set([
 ]);
 
 /** Headers left by the failed response that would misdescribe the error body. */
-const STALE_HEADERS = ['Content-Encoding', 'Content-Language', 'Content-Range', 'Content-Disposition'];
+const STALE_HEADERS = [
+  'Content-Encoding',
+  'Content-Language',
+  'Content-Range',
+  'Content-Disposition',
+];
 
 /** The body: the error's message when it is exposed (4xx from http-errors), else the status text. */
 export function errorBody(error: HttpError, status: number): string {
@@ -56,7 +61,8 @@ export function checkErrorHeaders(headers: unknown): ErrorHeaders {
   }
   for (const name of names) {
     const value = readProperty(headers, name);
-    if (isSendable(name, value) && !PROTECTED_HEADERS.has(name.toLowerCase())) checked.valid.push([name, value]);
+    if (isSendable(name, value) && !PROTECTED_HEADERS.has(name.toLowerCase()))
+      checked.valid.push([name, value]);
     else checked.skipped.push(name);
   }
   return checked;
@@ -66,7 +72,13 @@ export function checkErrorHeaders(headers: unknown): ErrorHeaders {
  * Sends the response once the request body has been read (a client still sending may never
  * see a reply otherwise).
  */
-export function sendErrorResponse(req: Request, res: Response, status: number, body: string, headers: ErrorHeaders['valid']): void {
+export function sendErrorResponse(
+  req: Request,
+  res: Response,
+  status: number,
+  body: string,
+  headers: ErrorHeaders['valid'],
+): void {
   const send = () => {
     if (res.headersSent) return; // someone answered while the body drained
     for (const name of STALE_HEADERS) res.removeHeader(name);
@@ -95,7 +107,8 @@ function isSendable(name: string, value: unknown): value is string | number | st
   if (!valid) return false;
   try {
     validateHeaderName(name);
-    for (const item of Array.isArray(value) ? value : [value]) validateHeaderValue(name, String(item));
+    for (const item of Array.isArray(value) ? value : [value])
+      validateHeaderValue(name, String(item));
     return true;
   } catch {
     return false;

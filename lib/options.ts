@@ -76,7 +76,8 @@ export function resolveOptions(options: BackgroundTasksOptions | undefined): Res
   if (given.runOnAbort !== undefined && typeof given.runOnAbort !== 'boolean') {
     fail('backgroundTasks', 'runOnAbort', 'a boolean', given.runOnAbort);
   }
-  if (given.onTaskError !== undefined) checkFunction('backgroundTasks', 'onTaskError', given.onTaskError);
+  if (given.onTaskError !== undefined)
+    checkFunction('backgroundTasks', 'onTaskError', given.onTaskError);
   if (given.durable !== undefined) checkDurable(given.durable);
   const policy = resolvePolicy('backgroundTasks', given, DEFAULT_POLICY);
   return {
@@ -84,8 +85,20 @@ export function resolveOptions(options: BackgroundTasksOptions | undefined): Res
     runOnAbort: given.runOnAbort ?? BACKGROUND_TASKS_DEFAULTS.runOnAbort,
     onTaskError: given.onTaskError,
     ...policy,
-    concurrency: checkCount('backgroundTasks', 'concurrency', given.concurrency, BACKGROUND_TASKS_DEFAULTS.concurrency, 1),
-    maxPending: checkCount('backgroundTasks', 'maxPending', given.maxPending, BACKGROUND_TASKS_DEFAULTS.maxPending, 0),
+    concurrency: checkCount(
+      'backgroundTasks',
+      'concurrency',
+      given.concurrency,
+      BACKGROUND_TASKS_DEFAULTS.concurrency,
+      1,
+    ),
+    maxPending: checkCount(
+      'backgroundTasks',
+      'maxPending',
+      given.maxPending,
+      BACKGROUND_TASKS_DEFAULTS.maxPending,
+      0,
+    ),
     durable: given.durable,
   };
 }
@@ -96,11 +109,29 @@ const { timeoutMs, retries, retryDelayMs } = BACKGROUND_TASKS_DEFAULTS;
 const DEFAULT_POLICY: ResolvedPolicy = { timeoutMs, retries, retryDelayMs };
 
 /** Fills a task's (or the middleware's) policy from `defaults`, checking each given field. */
-export function resolvePolicy(where: string, given: TaskPolicy, defaults: ResolvedPolicy): ResolvedPolicy {
+export function resolvePolicy(
+  where: string,
+  given: TaskPolicy,
+  defaults: ResolvedPolicy,
+): ResolvedPolicy {
   return {
-    timeoutMs: checkInteger(where, 'timeoutMs', given.timeoutMs, defaults.timeoutMs, 0, MAX_TIMER_MS),
+    timeoutMs: checkInteger(
+      where,
+      'timeoutMs',
+      given.timeoutMs,
+      defaults.timeoutMs,
+      0,
+      MAX_TIMER_MS,
+    ),
     retries: checkInteger(where, 'retries', given.retries, defaults.retries, 0, MAX_RETRIES),
-    retryDelayMs: checkInteger(where, 'retryDelayMs', given.retryDelayMs, defaults.retryDelayMs, 0, MAX_TIMER_MS),
+    retryDelayMs: checkInteger(
+      where,
+      'retryDelayMs',
+      given.retryDelayMs,
+      defaults.retryDelayMs,
+      0,
+      MAX_TIMER_MS,
+    ),
   };
 }
 
@@ -116,7 +147,9 @@ export function checkOptionsObject<T extends object>(
   }
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      throw new TypeError(`${where}(): unknown option "${key}"; known options: ${known.join(', ')}`);
+      throw new TypeError(
+        `${where}(): unknown option "${key}"; known options: ${known.join(', ')}`,
+      );
     }
   }
   return options;
@@ -156,7 +189,8 @@ export function fail(where: string, name: string, expected: string, got: unknown
 
 /** A short, safe rendering of any value for an error message. */
 export function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   if (Array.isArray(value)) return 'an array';
   if (value !== null && typeof value === 'object') return 'an object';
@@ -164,13 +198,22 @@ export function show(value: unknown): string {
 }
 
 /** An integer at least `min`, or `Infinity` for no limit. */
-function checkCount(where: string, name: string, value: unknown, fallback: number, min: number): number {
+function checkCount(
+  where: string,
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+): number {
   if (value === Infinity) return value;
   return checkInteger(where, name, value, fallback, min, Number.MAX_SAFE_INTEGER);
 }
 
 function checkDurable(durable: unknown): void {
   const valid =
-    typeof durable === 'object' && durable !== null && typeof (durable as { enqueue?: unknown }).enqueue === 'function';
-  if (!valid) fail('backgroundTasks', 'durable', 'a durable queue such as bullmqDurable(...)', durable);
+    typeof durable === 'object' &&
+    durable !== null &&
+    typeof (durable as { enqueue?: unknown }).enqueue === 'function';
+  if (!valid)
+    fail('backgroundTasks', 'durable', 'a durable queue such as bullmqDurable(...)', durable);
 }

@@ -51,7 +51,9 @@ export class BackgroundTasks {
 
   /** Tasks added and not yet started (nor handed to a durable queue). */
   get size(): number {
-    return (this.list === undefined ? 0 : this.list.length - this.head) + (this.durable?.length ?? 0);
+    return (
+      (this.list === undefined ? 0 : this.list.length - this.head) + (this.durable?.length ?? 0)
+    );
   }
 
   /** Queues `fn(...args)`; the arguments are checked against `fn`'s parameters. */

@@ -30,17 +30,28 @@ export class Task {
 /** Builds a Task from the arguments of `add()`, or throws a TypeError that says what is wrong. */
 export function toTask(task: unknown, args: unknown[], defaults: ResolvedPolicy): Task {
   if (typeof task === 'function') {
-    return new Task(task.name || 'anonymous', defaults, task as (...args: unknown[]) => unknown, args, undefined, undefined);
+    return new Task(
+      task.name || 'anonymous',
+      defaults,
+      task as (...args: unknown[]) => unknown,
+      args,
+      undefined,
+      undefined,
+    );
   }
   if (isDefinedTask(task)) {
-    if (args.length !== 1) throw new TypeError(`add(): defined task "${task.name}" takes exactly one payload argument`);
+    if (args.length !== 1)
+      throw new TypeError(`add(): defined task "${task.name}" takes exactly one payload argument`);
     return task.toTask(args[0], defaults);
   }
   if (task !== null && typeof task === 'object' && typeof (task as TaskObject).run === 'function') {
-    if (args.length > 0) throw new TypeError('add(): an object-form task takes no arguments; pass them through run()');
+    if (args.length > 0)
+      throw new TypeError('add(): an object-form task takes no arguments; pass them through run()');
     return objectTask(task as TaskObject, defaults);
   }
-  throw new TypeError(`add(): expected a function, a { name, run } object or a defined task, got ${show(task)}`);
+  throw new TypeError(
+    `add(): expected a function, a { name, run } object or a defined task, got ${show(task)}`,
+  );
 }
 
 function objectTask(task: TaskObject, defaults: ResolvedPolicy): Task {
@@ -48,7 +59,8 @@ function objectTask(task: TaskObject, defaults: ResolvedPolicy): Task {
   if (name !== undefined && (typeof name !== 'string' || name === '')) {
     throw new TypeError(`add(): task name must be a non-empty string, got ${show(name)}`);
   }
-  const hasPolicy = task.timeoutMs !== undefined || task.retries !== undefined || task.retryDelayMs !== undefined;
+  const hasPolicy =
+    task.timeoutMs !== undefined || task.retries !== undefined || task.retryDelayMs !== undefined;
   const policy = hasPolicy ? resolvePolicy('add', task, defaults) : defaults;
   return new Task(name ?? (task.run.name || 'anonymous'), policy, undefined, [], task, undefined);
 }

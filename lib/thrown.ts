@@ -36,7 +36,8 @@ export function errorFields(error: Error, withStack = true): ErrorFields {
 
 /** Reads a property of an untrusted value; a throwing getter or proxy trap yields `undefined`. */
 export function readProperty(value: unknown, key: PropertyKey): unknown {
-  if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return undefined;
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function'))
+    return undefined;
   try {
     return (value as Record<PropertyKey, unknown>)[key];
   } catch {
@@ -60,7 +61,12 @@ function isError(value: unknown): value is Error {
 function showValue(value: unknown): string {
   let shown: string;
   try {
-    shown = inspect(value, { depth: 2, breakLength: Infinity, maxArrayLength: 10, maxStringLength: MAX_SHOWN });
+    shown = inspect(value, {
+      depth: 2,
+      breakLength: Infinity,
+      maxArrayLength: 10,
+      maxStringLength: MAX_SHOWN,
+    });
   } catch {
     shown = Object.prototype.toString.call(value);
   }

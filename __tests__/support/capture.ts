@@ -31,8 +31,16 @@ export function captureLogger(level = 'debug'): CapturedLogger {
       callback();
     }
   }
-  const logger = winston.createLogger({ level, format: winston.format.json(), transports: [new Capture()] });
-  return { logger, records, find: (message) => records.filter((record) => record.message === message) };
+  const logger = winston.createLogger({
+    level,
+    format: winston.format.json(),
+    transports: [new Capture()],
+  });
+  return {
+    logger,
+    records,
+    find: (message) => records.filter((record) => record.message === message),
+  };
 }
 
 /** A logger whose transport throws on every record. */

@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import createError from 'http-errors';
 import request from 'supertest';
-import { LOG_MESSAGES, type TaskContext, type TaskFailure } from '../lib';
+import { LOG_MESSAGES, type BackgroundTasks, type TaskContext, type TaskFailure } from '../lib';
 import { EXPRESS_VERSIONS, gate, makeApp } from './support/apps';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -256,6 +256,63 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       },
     );
 
+    const hostilePromises: Array<[string, () => unknown, 'succeeded' | 'failed' | 'timedOut']> = [
+      [
+        'a promise whose own then throws',
+        () =>
+          Object.assign(Promise.resolve(), {
+            then: () => {
+              throw new Error('then exploded');
+            },
+          }),
+        'succeeded',
+      ],
+      [
+        'a promise whose constructor getter throws',
+        () =>
+          Object.defineProperty(Promise.resolve(), 'constructor', {
+            get: () => {
+              throw new Error('no constructor');
+            },
+          }),
+        'failed',
+      ],
+      [
+        'a rejected promise whose own then does nothing',
+        () =>
+          Object.assign(Promise.reject(new Error('hidden rejection')), { then: () => undefined }),
+        'failed',
+      ],
+      [
+        'a thenable whose then throws',
+        () => ({
+          then: () => {
+            throw new Error('thenable exploded');
+          },
+        }),
+        'failed',
+      ],
+      ['a thenable that never calls back', () => ({ then: () => undefined }), 'timedOut'],
+    ];
+    test.each(hostilePromises)('%s is settled safely and counted', async (_name, make, outcome) => {
+      const { app, bg } = makeApp(
+        createExpress,
+        (app) => {
+          app.get('/', (_req, res) => {
+            res.locals.backgroundTasks.add(function hostile() {
+              return make();
+            });
+            res.end();
+          });
+        },
+        { tasks: { timeoutMs: 20 } },
+      );
+      await request(app).get('/').expect(200);
+      await bg.idle();
+      await new Promise((resolve) => setImmediate(resolve)); // a leaked rejection would be reported by now
+      expect(bg.stats()).toMatchObject({ [outcome]: 1, pending: 0, running: 0 });
+    });
+
     test('the log keeps its fields and its constant message when the error message holds %s', async () => {
       const { app, bg, log } = makeApp(createExpress, (app) => {
         app.get('/', (_req, res) => {
@@ -452,6 +509,27 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       );
       await bg.idle();
       expect(seen.sort()).toEqual(['ann', 'ann', 'bob', 'bob', 'cyd', 'cyd']);
+    });
+
+    test("a task added late, from outside the request's async context, still runs in the request's", async () => {
+      const als = new AsyncLocalStorage<string>();
+      const seen: Array<string | undefined> = [];
+      let queue: BackgroundTasks | undefined;
+      const { app, bg } = makeApp(createExpress, (app) => {
+        app.get('/', (_req, res) => {
+          als.run('request-42', () => {
+            queue = res.locals.backgroundTasks;
+            queue.add(() => void seen.push(als.getStore()));
+            res.end();
+          });
+        });
+      });
+      await request(app).get('/').expect(200);
+      await bg.idle();
+      expect(als.getStore()).toBeUndefined();
+      queue!.add(() => void seen.push(als.getStore())); // from the test's own context, which has no store
+      await bg.idle();
+      expect(seen).toEqual(['request-42', 'request-42']);
     });
 
     test('the context holds when a task waits in line for a slot', async () => {

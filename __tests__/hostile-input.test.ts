@@ -25,6 +25,8 @@ interface HostileCase {
   /** A secret that must not appear in the response. */
   secret?: string;
   options?: TestAppOptions;
+  /** A request body to send (as a POST) that the route never reads. */
+  upload?: Buffer;
   /** Express 5 only (async rejections). */
   express5Only?: boolean;
   /** Further checks on the log once tasks are idle. */
@@ -178,6 +180,42 @@ const hostile: Record<string, HostileCase> = {
     ),
     status: 500,
   },
+  'an HttpError with a revoked proxy as a header value': {
+    route: withHeaders({
+      'X-Proxy': (() => {
+        const { proxy, revoke } = Proxy.revocable([], {});
+        revoke();
+        return proxy;
+      })(),
+      'X-Fine': 'ok',
+    }),
+    status: 401,
+    body: 'who are you',
+  },
+  'an HttpError whose status getter changes its answer': {
+    route: passOn(
+      (() => {
+        const error = createError(400, 'first answer');
+        let reads = 0;
+        // Express 4 reads `status` once before the handler; every read after the handler's says 200.
+        Object.defineProperty(error, 'status', { get: () => (reads++ < 2 ? 400 : 200) });
+        return error;
+      })(),
+    ),
+    status: 400,
+    body: 'first answer',
+  },
+  'a 5xx HttpError made with expose: true': {
+    route: passOn(createError(503, secret, { expose: true })),
+    status: 503,
+    secret,
+  },
+  'a request with an unread 8 MB body': {
+    upload: Buffer.alloc(8 * 1024 * 1024, 'x'),
+    route: passOn(createError(413, 'Too big')),
+    status: 413,
+    body: 'Too big',
+  },
   'an error thrown after res.write()': {
     route: (_req, res, next) => {
       res.write('partial');
@@ -261,7 +299,7 @@ describe.each(EXPRESS_VERSIONS)('%s', (version, createExpress) => {
     const { app, bg, log } = makeApp(
       createExpress,
       (app) => {
-        app.get('/hostile', hostileCase.route);
+        app.all('/hostile', hostileCase.route);
         app.get('/ok', (_req, res) => void res.send('still serving'));
         app.use(notFound());
       },
@@ -269,7 +307,7 @@ describe.each(EXPRESS_VERSIONS)('%s', (version, createExpress) => {
     );
     const server = await listen(app);
     try {
-      const response = await rawGet(server, '/hostile');
+      const response = await rawGet(server, '/hostile', hostileCase.upload);
       expect(response.status).toBe(hostileCase.status);
       if (hostileCase.status === 200) {
         expect(response.complete).toBe(false);
@@ -334,14 +372,53 @@ test('a winston transport that throws: the response is sent, and that record and
   expect(bg.stats()).toMatchObject({ failed: 1 });
 });
 
+test('a winston transport that fails asynchronously: no crash, and later records go to stderr', async () => {
+  const delivered: string[] = [];
+  class Failing extends Transport {
+    override log(info: { message: string }, callback: (error?: Error) => void): void {
+      delivered.push(info.message);
+      setImmediate(() => callback(new Error('disk full')));
+    }
+  }
+  const logger = winston.createLogger({ transports: [new Failing()] });
+  const bg = backgroundTasks({ logger });
+  const [, express5] = EXPRESS_VERSIONS[0];
+  const app = express5();
+  app.use(bg);
+  app.get('/', (_req, res) => {
+    res.locals.backgroundTasks.add(function failingTask() {
+      throw new Error('task failed');
+    });
+    res.end();
+  });
+  const written: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string) =>
+    written.push(String(chunk)) > 0) as typeof process.stderr.write;
+  try {
+    await request(app).get('/').expect(200);
+    await bg.idle();
+    await new Promise((resolve) => setImmediate(resolve)); // the transport fails a tick later
+    await request(app).get('/').expect(200);
+    await bg.idle();
+  } finally {
+    process.stderr.write = write;
+  }
+  expect(delivered).toEqual([LOG_MESSAGES.taskFailed]);
+  expect(written.map((line) => JSON.parse(line).message)).toEqual([
+    LOG_MESSAGES.loggerFailed,
+    LOG_MESSAGES.taskFailed,
+  ]);
+});
+
 async function listen(app: Express): Promise<http.Server> {
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }
 
-/** A GET over a plain socket: reports a cut connection instead of failing, as supertest would. */
-function rawGet(server: http.Server, path: string) {
+/** A GET (or, with a body, a POST) over a plain socket: reports a cut connection instead of failing. */
+function rawGet(server: http.Server, path: string, upload?: Buffer) {
   const { port } = server.address() as AddressInfo;
   return new Promise<{
     status: number;
@@ -349,15 +426,18 @@ function rawGet(server: http.Server, path: string) {
     body: string;
     complete: boolean;
   }>((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path, agent: false, method: upload ? 'POST' : 'GET' },
+      (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (body += chunk));
         res.on('close', () =>
           resolve({ status: res.statusCode!, headers: res.headers, body, complete: res.complete }),
         );
-      })
-      .on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(upload);
   });
 }

@@ -10,6 +10,7 @@ import {
   TaskAbandonedError,
   TaskTimeoutError,
   backgroundTasks,
+  defineTask,
 } from '../lib';
 import type { BackgroundTasks, BackgroundTasksStats } from '../lib';
 import { captureLogger } from './support/capture';
@@ -262,6 +263,34 @@ describe('retries', () => {
     expect(log.find(LOG_MESSAGES.taskFailed)).toEqual([expect.objectContaining({ attempt: 1 })]);
   });
 
+  test("a task waiting to retry gives its slot to another request's task", async () => {
+    const otherRan = gate();
+    const { app, bg } = makeApp(
+      express,
+      (app) => {
+        app.get('/failing', (_req, res) => {
+          res.locals.backgroundTasks.add({
+            name: 'retries in a minute',
+            retries: 1,
+            retryDelayMs: 60_000,
+            run: () => Promise.reject(new Error('down')),
+          });
+          res.end();
+        });
+        app.get('/other', (_req, res) => {
+          res.locals.backgroundTasks.add(() => otherRan.open());
+          res.end();
+        });
+      },
+      { tasks: { concurrency: 1 } },
+    );
+    await request(app).get('/failing').expect(200);
+    await request(app).get('/other').expect(200);
+    await otherRan.promise; // would wait a minute if the retry kept the only slot
+    expect(bg.stats()).toMatchObject({ succeeded: 1, pending: 1, running: 0 });
+    await expect(bg.drain({ timeoutMs: 1 })).resolves.toEqual({ completed: false, abandoned: 1 });
+  });
+
   test('while a task waits to retry, the next task of its request waits too', async () => {
     const events: string[] = [];
     const { app, bg } = appWith(
@@ -318,6 +347,36 @@ describe('concurrency', () => {
     expect(started).toEqual([0, 1, 2, 3, 4, 5]);
     expect(peak()).toBe(2);
     expect(bg.stats()).toMatchObject({ running: 0, pending: 0, succeeded: 6 });
+  });
+
+  test("a request's next task joins the back of the line, so one busy request cannot starve another", async () => {
+    const order: string[] = [];
+    const first = gate();
+    const { app, bg } = makeApp(
+      express,
+      (app) => {
+        app.get('/a', (_req, res) => {
+          res.locals.backgroundTasks
+            .add(async () => {
+              order.push('A1');
+              await first.promise;
+            })
+            .add(() => order.push('A2'))
+            .add(() => order.push('A3'));
+          res.end();
+        });
+        app.get('/b', (_req, res) => {
+          res.locals.backgroundTasks.add(() => order.push('B1'));
+          res.end();
+        });
+      },
+      { tasks: { concurrency: 1 } },
+    );
+    await request(app).get('/a').expect(200);
+    await request(app).get('/b').expect(200);
+    first.open();
+    await bg.idle();
+    expect(order).toEqual(['A1', 'B1', 'A2', 'A3']);
   });
 
   test('the default limit is 16', async () => {
@@ -536,6 +595,53 @@ describe('drain()', () => {
     ]);
     expect(bg.stats()).toMatchObject({ pending: 0, running: 0, abandoned: 2 });
     await inFlight;
+  });
+});
+
+test('defineTask keeps a frozen copy of its options: changing the object afterwards changes nothing', async () => {
+  const options = { retries: 0, retryDelayMs: 1 };
+  const attempts: number[] = [];
+  const once = defineTask(
+    'once',
+    (_payload: undefined, ctx) => {
+      attempts.push(ctx.attempt);
+      throw new Error('fails');
+    },
+    options,
+  );
+  options.retries = 3;
+  const { app, bg } = appWith((tasks) => tasks.add(once, undefined));
+  await request(app).get('/').expect(200);
+  await bg.idle();
+  expect(attempts).toEqual([1]);
+  expect(once.options).toEqual({ retries: 0, retryDelayMs: 1 });
+  expect(Object.isFrozen(once.options)).toBe(true);
+});
+
+describe('a durable queue that does not answer', () => {
+  test('drain() abandons the hand-off and logs it; a late failure does not run it here', async () => {
+    let fail!: (error: Error) => void;
+    const durable = { enqueue: () => new Promise((_resolve, reject) => (fail = reject)) };
+    const notify = defineTask('notify', () => undefined);
+    const { app, bg, log } = appWith((tasks) => tasks.add(notify, undefined), { durable });
+    await request(app).get('/').set('X-Request-Id', 'handoff-1').expect(200);
+    await expect(bg.drain({ timeoutMs: 10 })).resolves.toEqual({ completed: false, abandoned: 1 });
+    expect(log.find(LOG_MESSAGES.taskAbandoned)).toEqual([
+      expect.objectContaining({ task: 'notify', requestId: 'handoff-1', state: 'enqueueing' }),
+    ]);
+    fail(new Error('redis is gone'));
+    await bg.idle();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(log.find(LOG_MESSAGES.enqueueFailed)).toEqual([
+      expect.objectContaining({ task: 'notify', abandoned: true }),
+    ]);
+    expect(bg.stats()).toMatchObject({
+      pending: 0,
+      running: 0,
+      succeeded: 0,
+      abandoned: 1,
+      enqueued: 0,
+    });
   });
 });
 

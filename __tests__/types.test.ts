@@ -30,6 +30,8 @@ function queueTypedTasks(tasks: BackgroundTasks): void {
   tasks.add(greet, { email: 'bob@example.com', times: 3 });
   // @ts-expect-error: the payload must match the definition
   tasks.add(greet, { email: 'bob@example.com' });
+  // @ts-expect-error: no extra fields either (the payload type comes from the definition alone)
+  tasks.add(greet, { email: 'cyd@example.com', times: 1, admin: true });
   // @ts-expect-error: the object form takes no arguments
   tasks.add({ run: () => undefined }, 1);
 }
@@ -56,5 +58,6 @@ test('the typed calls run as written (the rejected ones throw or run as plain Ja
     'ctx GET',
     'bob@example.com x3 #1',
     'bob@example.com xundefined #1',
+    'cyd@example.com x1 #1',
   ]);
 });

@@ -9,6 +9,11 @@ export class TaskTimeoutError extends Error {
   override name = 'TaskTimeoutError';
 }
 
+/** The error a timed-out attempt fails with, in the runner and in the BullMQ worker alike. */
+export function timeoutError(timeoutMs: number): TaskTimeoutError {
+  return new TaskTimeoutError(`task timed out after ${timeoutMs} ms`);
+}
+
 /** The reason an abandoned task's signal is aborted with. */
 export class TaskAbandonedError extends Error {
   override name = 'TaskAbandonedError';

@@ -33,16 +33,15 @@ export function defineTask<Payload>(
   }
   if (typeof handler !== 'function')
     throw new TypeError(`defineTask("${name}"): handler must be a function`);
-  const policy = checkOptionsObject('defineTask', options, [
-    'timeoutMs',
-    'retries',
-    'retryDelayMs',
-  ]);
+  // A frozen copy: later changes to the caller's object must not change what runs.
+  const policy: Readonly<TaskPolicy> = Object.freeze({
+    ...checkOptionsObject('defineTask', options, ['timeoutMs', 'retries', 'retryDelayMs']),
+  });
   resolvePolicy('defineTask', policy, { timeoutMs: 0, retries: 0, retryDelayMs: 0 });
   const definition: DefinedTask<Payload> = {
     name,
     handler,
-    options: Object.freeze({ ...policy }),
+    options: policy,
     [DEFINED]: true,
     toTask(payload, defaults) {
       const copy = jsonCopy(name, payload);

@@ -5,16 +5,14 @@ export {
   httpErrorHandler,
   type HttpErrorHandler,
   type HttpErrorHandlerOptions,
-  type ErrorOverride,
-  type OverrideMatch,
   type Notifier,
 } from './error-handler';
+export type { ErrorOverride, OverrideMatch } from './error-overrides';
 export { notFound } from './not-found';
 export { defineTask, type DefinedTask } from './define-task';
-export { toHttpError } from './http-error';
 export { TaskTimeoutError, TaskAbandonedError } from './attempt';
 export type { DrainOptions } from './runner';
-export { LOG_MESSAGES } from './logging';
+export { LOG_MESSAGES, type LogLevel } from './logging';
 export { BACKGROUND_TASKS_DEFAULTS, type BackgroundTasksOptions } from './options';
 export type { DurableJob, DurableQueue } from './durable';
 export type {

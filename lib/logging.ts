@@ -5,8 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import winston from 'winston';
 import type { Logger } from 'winston';
-import { errorFields, toError } from './thrown';
-import type { TaskRequest } from './types';
+import { errorFields, settle, toError } from './thrown';
+import type { TaskFailure, TaskRequest } from './types';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -18,9 +18,14 @@ export const LOG_MESSAGES = {
   taskAbandoned: 'background task abandoned',
   hookFailed: 'background task error hook failed',
   enqueueFailed: 'durable enqueue failed, running the task in-process',
+  redisError: 'redis connection failed',
+  redisReady: 'redis connection restored',
+  workerError: 'durable worker error',
+  jobStalled: 'durable job stalled',
   requestFailed: 'request failed',
   overrideFailed: 'error override failed',
   headerSkipped: 'error header skipped',
+  loggerFailed: 'logger failed; its records go to stderr from now on',
 } as const;
 
 /** The default logger: JSON lines on the console, which escapes newlines so no message can forge a line. */
@@ -65,6 +70,25 @@ export function failureFields(
 }
 
 /**
+ * A task's last attempt failed: logs it at `error`, then calls the `onTaskError` hook. The
+ * in-process runner and the BullMQ worker both end a failed task here.
+ */
+export function reportTaskFailed(
+  logger: Logger,
+  fields: ReturnType<typeof failureFields> & { jobId?: string },
+  error: Error,
+  request: TaskRequest,
+  onTaskError: ((failure: TaskFailure) => unknown) | undefined,
+): void {
+  safeLog(logger, 'error', LOG_MESSAGES.taskFailed, fields);
+  if (onTaskError === undefined) return;
+  const { task, attempt, durationMs, timedOut, jobId } = fields;
+  const withJob = jobId === undefined ? {} : { jobId };
+  const failure: TaskFailure = { task, attempt, durationMs, timedOut, error, request, ...withJob };
+  callHook(logger, 'onTaskError', { ...requestFields(task, request), ...withJob }, () => onTaskError(failure));
+}
+
+/**
  * Logs, and never throws. A logger that threw once (a transport whose `log()` throws) is jammed:
  * winston buffers every later record behind it and drops them silently. So from then on this
  * logger's records go to stderr as JSON lines, and none is lost.
@@ -83,6 +107,21 @@ export function safeLog(logger: Logger, level: LogLevel, message: string, fields
 }
 
 const jammedLoggers = new WeakSet<Logger>();
+const guardedLoggers = new WeakSet<Logger>();
+
+/**
+ * Keeps a logger's `'error'` event (a transport that failed asynchronously) from becoming an
+ * uncaught exception. Winston stops delivering to a transport that failed, so the logger is
+ * treated as jammed from then on, like one that threw.
+ */
+export function guardLogger(logger: Logger): void {
+  if (guardedLoggers.has(logger) || typeof logger.on !== 'function') return;
+  guardedLoggers.add(logger);
+  logger.on('error', (loggerError: unknown) => {
+    jammedLoggers.add(logger);
+    writeToStderr('error', LOG_MESSAGES.loggerFailed, {}, loggerError);
+  });
+}
 
 /** Calls a user's hook; a throw or a rejection is logged, never let loose. */
 export function callHook(logger: Logger, hook: string, fields: object, call: () => unknown): void {
@@ -90,7 +129,7 @@ export function callHook(logger: Logger, hook: string, fields: object, call: () 
     safeLog(logger, 'error', LOG_MESSAGES.hookFailed, { ...fields, hook, error: errorFields(toError(thrown)) });
   try {
     const result = call();
-    if (isThenable(result)) Promise.resolve(result).catch(logFailure);
+    if (isThenable(result)) settle(result).catch(logFailure);
   } catch (thrown) {
     logFailure(thrown);
   }

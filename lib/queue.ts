@@ -2,6 +2,7 @@
  * `BackgroundTasks`: the task queue of one request, at `res.locals.backgroundTasks`. Routes add
  * to it; its middleware's runner runs it once the response has ended.
  */
+import type { AsyncResource } from 'node:async_hooks';
 import type { Request, Response } from 'express';
 import type { DefinedTask } from './define-task';
 import type { TaskRunner, Attempt } from './runner';
@@ -38,16 +39,27 @@ export class BackgroundTasks {
   retrying: Task | undefined = undefined;
   /** @internal */
   retryTimer: NodeJS.Timeout | undefined = undefined;
+  /** @internal The request's async context, taken at the first task: where every start runs. */
+  scope: AsyncResource | undefined = undefined;
   /** @internal Defined tasks bound for the durable queue when the response ends. */
   private durable: Task[] | undefined = undefined;
 
   /** @internal */
-  constructor(
-    readonly runner: TaskRunner,
-    readonly req: Request,
-    readonly res: Response,
-    readonly requestId: string,
-  ) {}
+  readonly runner: TaskRunner;
+  /** @internal */
+  readonly req: Request;
+  /** @internal */
+  readonly res: Response;
+  /** The request's id, as in `res.locals.requestId` and every log line of its tasks. */
+  readonly requestId: string;
+
+  /** @internal Made by the middleware (or the error handler), one per request. */
+  constructor(runner: TaskRunner, req: Request, res: Response, requestId: string) {
+    this.runner = runner;
+    this.req = req;
+    this.res = res;
+    this.requestId = requestId;
+  }
 
   /** Tasks added and not yet started (nor handed to a durable queue). */
   get size(): number {
@@ -61,7 +73,7 @@ export class BackgroundTasks {
   /** Queues `task.run(ctx)`, with its own name, timeout and retries. */
   add(task: TaskObject): this;
   /** Queues a task made by `defineTask`; the payload must survive JSON. */
-  add<Payload>(task: DefinedTask<Payload>, payload: Payload): this;
+  add<Payload>(task: DefinedTask<Payload>, payload: NoInfer<Payload>): this;
   add(task: unknown, ...args: unknown[]): this {
     this.runner.submit(this, toTask(task, args, this.runner.policy));
     return this;

@@ -9,12 +9,21 @@ import { performance } from 'node:perf_hooks';
 import onFinished from 'on-finished';
 import type { Logger } from 'winston';
 import { Fifo } from './fifo';
-import { AttemptContext, TaskAbandonedError, TaskTimeoutError } from './attempt';
-import { LOG_MESSAGES, callHook, createDefaultLogger, failureFields, isThenable, requestFields, safeLog } from './logging';
+import { AttemptContext, TaskAbandonedError, timeoutError } from './attempt';
+import {
+  LOG_MESSAGES,
+  createDefaultLogger,
+  guardLogger,
+  failureFields,
+  isThenable,
+  reportTaskFailed,
+  requestFields,
+  safeLog,
+} from './logging';
 import { MAX_TIMER_MS, checkInteger, checkOptionsObject, type ResolvedOptions, type ResolvedPolicy } from './options';
 import type { BackgroundTasks } from './queue';
 import type { Task } from './task';
-import { errorFields, toError } from './thrown';
+import { errorFields, settle, toError } from './thrown';
 import type { BackgroundTasksStats, DrainResult } from './types';
 
 export interface DrainOptions {
@@ -37,14 +46,17 @@ export class TaskRunner {
     enqueued: 0,
   };
   /** Queues with a task ready to start and no free slot, in the order they became ready. */
-  private readonly waiting = new Fifo<() => void>();
+  private readonly waiting = new Fifo<BackgroundTasks>();
   /** Queues holding a task that has not ended: what `drain()` names when it gives up. */
   private readonly live = new Set<BackgroundTasks>();
+  /** Defined tasks being handed to the durable queue: pending until it answers. */
+  private readonly handOffs = new Set<HandOff>();
   private idleWaiters: Array<() => void> = [];
   private pumping = false;
 
   constructor(private readonly options: ResolvedOptions) {
     this.logger = options.logger ?? createDefaultLogger();
+    guardLogger(this.logger);
     this.policy = { timeoutMs: options.timeoutMs, retries: options.retries, retryDelayMs: options.retryDelayMs };
   }
 
@@ -83,12 +95,10 @@ export class TaskRunner {
     this.counts.pending++;
     if (task.definition !== undefined && this.options.durable !== undefined) queue.pushDurable(task);
     else queue.push(task);
-    if (!queue.isLive) {
-      queue.isLive = true;
-      this.live.add(queue);
-    }
+    this.track(queue);
     if (queue.request !== undefined) {
-      this.start(queue);
+      // A late add may come from any async context: the tasks still run in the request's.
+      queue.scope!.runInAsyncScope(this.start, this, queue);
     } else if (!queue.watching) {
       queue.watching = true;
       onFinished(queue.res, () => this.responseEnded(queue));
@@ -99,6 +109,17 @@ export class TaskRunner {
   withdraw(queue: BackgroundTasks, count: number): void {
     this.counts.pending -= count;
     this.retireIfDone(queue);
+  }
+
+  /**
+   * Counts the queue among the live ones. Its async scope is taken once, at its first task, in the
+   * request's context: every later start (from the line, a retry, a late add) runs in it.
+   */
+  private track(queue: BackgroundTasks): void {
+    if (queue.isLive) return;
+    queue.isLive = true;
+    queue.scope ??= new AsyncResource('express-background-tasks');
+    this.live.add(queue);
   }
 
   private responseEnded(queue: BackgroundTasks): void {
@@ -124,82 +145,78 @@ export class TaskRunner {
   private handOff(queue: BackgroundTasks, task: Task): void {
     const request = queue.request!;
     const job = { name: task.name, payload: task.args[0], request, ...task.policy };
+    const handOff: HandOff = { queue, task, abandoned: false };
+    this.handOffs.add(handOff);
     const enqueued = () => {
+      this.handOffs.delete(handOff);
+      if (handOff.abandoned) return; // drain() gave up on it and counted it
       this.counts.pending--;
       this.counts.enqueued++;
       this.retireIfDone(queue);
     };
     const runHere = (thrown: unknown) => {
+      this.handOffs.delete(handOff);
       safeLog(this.logger, 'error', LOG_MESSAGES.enqueueFailed, {
         ...requestFields(task.name, request),
         error: errorFields(toError(thrown)),
+        ...(handOff.abandoned && { abandoned: true }),
       });
+      if (handOff.abandoned) return;
       queue.push(task);
-      this.start(queue);
+      this.track(queue);
+      queue.scope!.runInAsyncScope(this.start, this, queue);
     };
+    let enqueuing: unknown;
     try {
-      Promise.resolve(this.options.durable!.enqueue(job)).then(enqueued, runHere);
+      enqueuing = this.options.durable!.enqueue(job);
     } catch (thrown) {
-      runHere(thrown);
+      enqueuing = Promise.reject(thrown);
     }
+    settle(enqueuing).then(enqueued, runHere);
   }
 
   /** Starts the queue's next task if a slot is free and nobody waits, else lines it up. */
   private advance(queue: BackgroundTasks): void {
-    if (!queue.hasNext()) {
-      queue.active = false;
-      this.retireIfDone(queue);
-    } else if (this.running < this.options.concurrency && this.waiting.length === 0) {
-      this.drive(queue);
-    } else {
-      this.lineUp(queue);
-    }
+    const mustWait = this.counts.running >= this.options.concurrency || this.waiting.length > 0;
+    if (mustWait && queue.hasNext()) this.waiting.push(queue);
+    else this.drive(queue);
     this.pump();
   }
 
-  private get running(): number {
-    return this.counts.running;
-  }
-
-  /** Runs the queue's next task, and the ones after it while they end synchronously and a slot stays free. */
+  /**
+   * Runs the queue's tasks while they end synchronously and a slot stays free for it; lines the
+   * queue up when it must wait, and lets it go when it has nothing left.
+   */
   private drive(queue: BackgroundTasks): void {
-    for (;;) {
-      const task = queue.takeNext()!;
-      this.counts.pending--;
-      this.counts.running++;
-      if (!this.runAttempt(queue, task)) return;
+    for (let first = true; ; first = false) {
       if (!queue.hasNext()) {
         queue.active = false;
         this.retireIfDone(queue);
         return;
       }
-      if (this.running >= this.options.concurrency || this.waiting.length > 0) {
-        this.lineUp(queue);
+      if (!first && (this.counts.running >= this.options.concurrency || this.waiting.length > 0)) {
+        this.waiting.push(queue);
         return;
       }
+      const task = queue.takeNext()!;
+      this.counts.pending--;
+      this.counts.running++;
+      if (!this.runAttempt(queue, task)) return;
     }
   }
 
-  /** Puts the queue in line, bound to the request's async context, which is the current one here. */
-  private lineUp(queue: BackgroundTasks): void {
-    this.waiting.push(AsyncResource.bind(() => this.resumeFromLine(queue)));
-  }
-
-  private resumeFromLine(queue: BackgroundTasks): void {
-    if (queue.hasNext()) {
-      this.drive(queue);
-    } else {
-      queue.active = false;
-      this.retireIfDone(queue);
-    }
-  }
-
-  /** Starts waiting queues while slots are free; re-entrant calls return at once, so sync tasks never nest. */
+  /**
+   * Starts waiting queues, each in its request's async context, while slots are free. Re-entrant
+   * calls return at once, so sync tasks of different requests never nest on the stack.
+   */
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.running < this.options.concurrency && this.waiting.length > 0) this.waiting.shift()!();
+      while (this.counts.running < this.options.concurrency && this.waiting.length > 0) {
+        const queue = this.waiting.shift()!;
+        queue.scope!.runInAsyncScope(this.drive, this, queue);
+      }
     } finally {
       this.pumping = false;
     }
@@ -229,7 +246,7 @@ export class TaskRunner {
       attempt.timer = setTimeout(onAttemptTimeout, task.policy.timeoutMs, this, queue, attempt);
       attempt.timer.unref();
     }
-    Promise.resolve(result).then(
+    settle(result).then(
       () => this.attemptSettled(queue, attempt, undefined, false),
       (thrown: unknown) => this.attemptSettled(queue, attempt, thrown, true),
     );
@@ -240,16 +257,22 @@ export class TaskRunner {
     if (attempt.ended) return; // timed out or abandoned: its outcome was already counted
     attempt.end(queue);
     const ended = failed ? this.fail(queue, attempt.task, attempt.startedAt, thrown, false) : this.succeed();
+    this.afterAttempt(queue, ended);
+  }
+
+  /** After an async attempt: the queue goes on, or (a retry is waiting) its slot goes to the line. */
+  private afterAttempt(queue: BackgroundTasks, ended: boolean): void {
     if (ended) this.advance(queue);
+    else this.pump();
   }
 
   /** @internal Called by the attempt's timer. */
   timeOut(queue: BackgroundTasks, attempt: Attempt): void {
     if (attempt.ended) return;
     attempt.end(queue);
-    const error = new TaskTimeoutError(`task timed out after ${attempt.task.policy.timeoutMs} ms`);
+    const error = timeoutError(attempt.task.policy.timeoutMs);
     attempt.ctx?.abort(error);
-    if (this.fail(queue, attempt.task, attempt.startedAt, error, true)) this.advance(queue);
+    this.afterAttempt(queue, this.fail(queue, attempt.task, attempt.startedAt, error, true));
   }
 
   private succeed(): true {
@@ -274,19 +297,14 @@ export class TaskRunner {
     }
     if (timedOut) this.counts.timedOut++;
     else this.counts.failed++;
-    safeLog(this.logger, 'error', LOG_MESSAGES.taskFailed, fields);
-    const { onTaskError } = this.options;
-    if (onTaskError !== undefined) {
-      const failure = { task: task.name, attempt: task.attempt, durationMs: fields.durationMs, timedOut, error, request };
-      callHook(this.logger, 'onTaskError', requestFields(task.name, request), () => onTaskError(failure));
-    }
+    reportTaskFailed(this.logger, fields, error, request, this.options.onTaskError);
     return true;
   }
 
   /** @internal Called by a retry's timer. */
   retryDue(queue: BackgroundTasks): void {
     queue.retryTimer = undefined;
-    this.advance(queue);
+    queue.scope!.runInAsyncScope(this.advance, this, queue);
   }
 
   private reject(queue: BackgroundTasks, task: Task, reason: 'queue full' | 'client aborted'): void {
@@ -320,6 +338,12 @@ export class TaskRunner {
       });
     };
     this.waiting.clear();
+    for (const handOff of this.handOffs) {
+      handOff.abandoned = true;
+      this.counts.pending--;
+      give(handOff.queue, handOff.task, 'enqueueing');
+    }
+    this.handOffs.clear();
     for (const queue of this.live) {
       const { attempt } = queue;
       if (attempt !== undefined) {
@@ -363,6 +387,14 @@ export class TaskRunner {
     this.idleWaiters = [];
     for (const resolve of waiters) resolve();
   }
+}
+
+/** A defined task on its way to the durable queue. */
+interface HandOff {
+  readonly queue: BackgroundTasks;
+  readonly task: Task;
+  /** drain() gave up on it: whatever the durable queue answers, it is not counted or run again. */
+  abandoned: boolean;
 }
 
 /** An attempt that returned a promise: what its timer, its settlement and `drain()` share. */

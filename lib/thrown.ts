@@ -1,6 +1,6 @@
 /**
- * Makes sense of thrown values without trusting them: anything can be thrown, and an Error's
- * `message` or `stack` may be a getter that throws, or not a string at all.
+ * Makes sense of untrusted values: anything can be thrown, an Error's `message` or `stack` may be
+ * a getter that throws, and a returned promise may have its own `then` or `constructor`.
  */
 import { inspect } from 'node:util';
 
@@ -32,6 +32,15 @@ export function errorFields(error: Error, withStack = true): ErrorFields {
     if (stack !== undefined) fields.stack = stack;
   }
   return fields;
+}
+
+/**
+ * A native promise that settles as `value` does, and never throws. `await` adopts a native
+ * promise through its internal state, ignoring an own `then`, so a rejection always gets a
+ * handler; a throwing `then` or `constructor` getter becomes a rejection.
+ */
+export async function settle(value: unknown): Promise<unknown> {
+  return await value;
 }
 
 /** Reads a property of an untrusted value; a throwing getter or proxy trap yields `undefined`. */

@@ -54,6 +54,8 @@ export interface TaskFailure {
   readonly timedOut: boolean;
   readonly error: Error;
   readonly request: TaskRequest;
+  /** The BullMQ job id, when the task ran on a worker started by `startWorker()`. */
+  readonly jobId?: string;
 }
 
 /**

@@ -36,4 +36,3 @@ export class AttemptContext implements TaskContext {
     (this.controller ??= new AbortController()).abort(reason);
   }
 }
-

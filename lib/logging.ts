@@ -48,7 +48,13 @@ export interface TaskLogFields {
 
 /** Fields for a request as a task sees it. */
 export function requestFields(task: string, request: TaskRequest): TaskLogFields {
-  return { task, requestId: request.id, method: request.method, url: request.url, statusCode: request.statusCode };
+  return {
+    task,
+    requestId: request.id,
+    method: request.method,
+    url: request.url,
+    statusCode: request.statusCode,
+  };
 }
 
 /** The fields of a failed attempt's log line, and of the `onTaskError` hook's call. */
@@ -85,7 +91,9 @@ export function reportTaskFailed(
   const { task, attempt, durationMs, timedOut, jobId } = fields;
   const withJob = jobId === undefined ? {} : { jobId };
   const failure: TaskFailure = { task, attempt, durationMs, timedOut, error, request, ...withJob };
-  callHook(logger, 'onTaskError', { ...requestFields(task, request), ...withJob }, () => onTaskError(failure));
+  callHook(logger, 'onTaskError', { ...requestFields(task, request), ...withJob }, () =>
+    onTaskError(failure),
+  );
 }
 
 /**
@@ -126,7 +134,11 @@ export function guardLogger(logger: Logger): void {
 /** Calls a user's hook; a throw or a rejection is logged, never let loose. */
 export function callHook(logger: Logger, hook: string, fields: object, call: () => unknown): void {
   const logFailure = (thrown: unknown) =>
-    safeLog(logger, 'error', LOG_MESSAGES.hookFailed, { ...fields, hook, error: errorFields(toError(thrown)) });
+    safeLog(logger, 'error', LOG_MESSAGES.hookFailed, {
+      ...fields,
+      hook,
+      error: errorFields(toError(thrown)),
+    });
   try {
     const result = call();
     if (isThenable(result)) settle(result).catch(logFailure);
@@ -145,7 +157,12 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 function writeToStderr(level: string, message: string, fields: object, loggerError: unknown): void {
   try {
-    const record = { level, message, ...fields, ...(loggerError !== undefined && { loggerError: errorFields(toError(loggerError), false) }) };
+    const record = {
+      level,
+      message,
+      ...fields,
+      ...(loggerError !== undefined && { loggerError: errorFields(toError(loggerError), false) }),
+    };
     process.stderr.write(`${JSON.stringify(record)}\n`);
   } catch {
     // stderr is gone too: there is nowhere left to say it.

@@ -20,7 +20,13 @@ import {
   requestFields,
   safeLog,
 } from './logging';
-import { MAX_TIMER_MS, checkInteger, checkOptionsObject, type ResolvedOptions, type ResolvedPolicy } from './options';
+import {
+  MAX_TIMER_MS,
+  checkInteger,
+  checkOptionsObject,
+  type ResolvedOptions,
+  type ResolvedPolicy,
+} from './options';
 import type { BackgroundTasks } from './queue';
 import type { Task } from './task';
 import { errorFields, settle, toError } from './thrown';
@@ -57,7 +63,11 @@ export class TaskRunner {
   constructor(private readonly options: ResolvedOptions) {
     this.logger = options.logger ?? createDefaultLogger();
     guardLogger(this.logger);
-    this.policy = { timeoutMs: options.timeoutMs, retries: options.retries, retryDelayMs: options.retryDelayMs };
+    this.policy = {
+      timeoutMs: options.timeoutMs,
+      retries: options.retries,
+      retryDelayMs: options.retryDelayMs,
+    };
   }
 
   stats(): BackgroundTasksStats {
@@ -83,7 +93,9 @@ export class TaskRunner {
       new Promise<boolean>((resolve) => (timer = setTimeout(resolve, limit, false))),
     ]);
     clearTimeout(timer);
-    return inTime ? { completed: true, abandoned: 0 } : { completed: false, abandoned: this.abandonAll() };
+    return inTime
+      ? { completed: true, abandoned: 0 }
+      : { completed: false, abandoned: this.abandonAll() };
   }
 
   /** Takes a task into `queue`, or rejects it (logged) when `maxPending` tasks are pending. */
@@ -93,7 +105,8 @@ export class TaskRunner {
       return;
     }
     this.counts.pending++;
-    if (task.definition !== undefined && this.options.durable !== undefined) queue.pushDurable(task);
+    if (task.definition !== undefined && this.options.durable !== undefined)
+      queue.pushDurable(task);
     else queue.push(task);
     this.track(queue);
     if (queue.request !== undefined) {
@@ -229,7 +242,8 @@ export class TaskRunner {
   private runAttempt(queue: BackgroundTasks, task: Task): boolean {
     task.attempt++;
     const startedAt = performance.now();
-    const ctx = task.object === undefined ? undefined : new AttemptContext(task.attempt, queue.request!);
+    const ctx =
+      task.object === undefined ? undefined : new AttemptContext(task.attempt, queue.request!);
     let result: unknown;
     try {
       result = task.invoke(ctx);
@@ -253,10 +267,17 @@ export class TaskRunner {
     return false;
   }
 
-  private attemptSettled(queue: BackgroundTasks, attempt: Attempt, thrown: unknown, failed: boolean): void {
+  private attemptSettled(
+    queue: BackgroundTasks,
+    attempt: Attempt,
+    thrown: unknown,
+    failed: boolean,
+  ): void {
     if (attempt.ended) return; // timed out or abandoned: its outcome was already counted
     attempt.end(queue);
-    const ended = failed ? this.fail(queue, attempt.task, attempt.startedAt, thrown, false) : this.succeed();
+    const ended = failed
+      ? this.fail(queue, attempt.task, attempt.startedAt, thrown, false)
+      : this.succeed();
     this.afterAttempt(queue, ended);
   }
 
@@ -282,7 +303,13 @@ export class TaskRunner {
   }
 
   /** Logs a failed attempt; schedules a retry (false) or counts the task as ended (true). */
-  private fail(queue: BackgroundTasks, task: Task, startedAt: number, thrown: unknown, timedOut: boolean): boolean {
+  private fail(
+    queue: BackgroundTasks,
+    task: Task,
+    startedAt: number,
+    thrown: unknown,
+    timedOut: boolean,
+  ): boolean {
     this.counts.running--;
     const error = toError(thrown);
     const request = queue.request!;
@@ -307,7 +334,11 @@ export class TaskRunner {
     queue.scope!.runInAsyncScope(this.advance, this, queue);
   }
 
-  private reject(queue: BackgroundTasks, task: Task, reason: 'queue full' | 'client aborted'): void {
+  private reject(
+    queue: BackgroundTasks,
+    task: Task,
+    reason: 'queue full' | 'client aborted',
+  ): void {
     this.counts.rejected++;
     const full = reason === 'queue full';
     safeLog(this.logger, full ? 'error' : 'warn', LOG_MESSAGES.taskRejected, {

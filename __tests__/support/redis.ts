@@ -1,0 +1,102 @@
+/**
+ * A real redis-server for the BullMQ tests: each test file starts its own on a free loopback
+ * port, without persistence, and can stop and restart it (the Redis-down tests). CI installs
+ * the binary (`apt-get install redis-server`); without it the tests fail saying so.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+
+/** The binary: `REDIS_SERVER`, else `redis-server` on the PATH. */
+const BINARY = process.env.REDIS_SERVER ?? 'redis-server';
+const MISSING =
+  `${BINARY} was not found. The BullMQ tests need a real Redis: install it with ` +
+  '`apt-get install redis-server` (Debian/Ubuntu) or set REDIS_SERVER to the binary.';
+
+export interface RedisServer {
+  readonly port: number;
+  /** `redis://127.0.0.1:<port>` */
+  readonly url: string;
+  /** Stops the server (SIGTERM) and waits for it to exit. Data is lost: nothing is saved. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port. */
+  restart(): Promise<void>;
+}
+
+/** Starts redis-server on a free port and resolves once it accepts connections. */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort();
+  let child = await launch(port);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      await stopChild(child);
+    },
+    async restart() {
+      await stopChild(child);
+      child = await launch(port);
+    },
+  };
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined or false. Only for state that
+ * announces no event (a job's state in Redis, a log line written by another component).
+ */
+export async function pollUntil<T>(
+  check: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<Exclude<T, undefined | false>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value as Exclude<T, undefined | false>;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+function launch(port: number): Promise<ChildProcess> {
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('Ready to accept connections')) {
+        child.stdout!.off('data', onData);
+        child.stdout!.resume();
+        resolve(child);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'ENOENT' ? new Error(MISSING) : error),
+    );
+    child.once('exit', (code, signal) =>
+      reject(new Error(`redis-server exited (${code ?? signal}) before it was ready:\n${output}`)),
+    );
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

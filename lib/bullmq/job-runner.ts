@@ -1,0 +1,195 @@
+/**
+ * Runs each BullMQ job as one attempt of its defined task, with the attempt semantics of the
+ * in-process runner: a fresh `ctx` per attempt, the timeout that aborts `ctx.signal`, and the
+ * same log lines plus `jobId`. BullMQ decides and schedules the retries; this logs them as such.
+ */
+import { performance } from 'node:perf_hooks';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import type { Logger } from 'winston';
+import { AttemptContext, TaskAbandonedError, timeoutError } from '../attempt';
+import { LOG_MESSAGES, failureFields, reportTaskFailed, safeLog } from '../logging';
+import { readProperty, settle, toError } from '../thrown';
+import type { TaskFailure, TaskRequest } from '../types';
+import { ConnectionLog } from './connection';
+import type { DefinedTask } from '../define-task';
+
+/** Any defined task, whatever its payload type. */
+// A handler's payload parameter makes DefinedTask contravariant: only `never` accepts them all.
+export type AnyDefinedTask = DefinedTask<never>;
+
+type AnyJob = Job<unknown, unknown, string>;
+
+/** A defined task as the worker runs it: its handler and the timeout settled at start. */
+export interface Runnable {
+  readonly definition: AnyDefinedTask;
+  readonly timeoutMs: number;
+}
+
+/** Runs each job as one attempt of its task, and logs what happens to jobs and to the connection. */
+export class JobRunner {
+  /** The errors this worker's attempts failed with, so that other failures BullMQ reports get logged too. */
+  private readonly logged = new WeakSet<Error>();
+  private maxStartedAttempts: number | undefined = undefined;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly tasks: ReadonlyMap<string, Runnable>,
+    private readonly onTaskError: ((failure: TaskFailure) => unknown) | undefined,
+  ) {}
+
+  watch(worker: Worker<unknown, unknown, string>, queueName: string): void {
+    this.maxStartedAttempts = worker.opts.maxStartedAttempts;
+    const connectionLog = new ConnectionLog(this.logger, { queue: queueName, side: 'worker' });
+    worker.on('error', (error) => connectionLog.error(error));
+    worker.getBackend().on('ready', () => connectionLog.ready());
+    worker.on('stalled', (jobId) =>
+      safeLog(this.logger, 'warn', LOG_MESSAGES.jobStalled, { queue: queueName, jobId }),
+    );
+    // Failures decided by BullMQ without an attempt (started or stalled too often): logged here.
+    worker.on('failed', (job, error) => {
+      if (job === undefined || this.logged.has(error)) return;
+      const request = requestOf(job);
+      const fields = failureFields(
+        job.name,
+        request,
+        job.attemptsMade,
+        performance.now(),
+        false,
+        error,
+      );
+      reportTaskFailed(
+        this.logger,
+        { ...fields, jobId: String(job.id) },
+        error,
+        request,
+        this.onTaskError,
+      );
+    });
+  }
+
+  /** One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed out. */
+  async run(job: AnyJob, cancelled: AbortSignal | undefined): Promise<void> {
+    const startedAt = performance.now();
+    const attempt = job.attemptsMade + 1;
+    const request = requestOf(job);
+    const task = this.tasks.get(job.name);
+    if (task === undefined) {
+      const known = [...this.tasks.keys()].join(', ');
+      // Unrecoverable: retrying on this worker cannot help. Once a worker that knows the task runs, `job.retry()` can.
+      const error = new UnrecoverableError(
+        `no task named "${job.name}" is defined in this worker (it runs: ${known})`,
+      );
+      throw this.failed(job, attempt, request, startedAt, false, error);
+    }
+    const ctx = new AttemptContext(attempt, request);
+    const timedOut = task.timeoutMs > 0 ? timeoutError(task.timeoutMs) : undefined;
+    try {
+      const payload = readProperty(job.data, 'payload') as never;
+      await settleFirst(
+        () => task.definition.handler(payload, ctx),
+        ctx,
+        task.timeoutMs,
+        timedOut,
+        cancelled,
+      );
+    } catch (thrown) {
+      throw this.failed(job, attempt, request, startedAt, thrown === timedOut, toError(thrown));
+    }
+  }
+
+  /** Logs a failed attempt as BullMQ will treat it (retried: `warn`; the last: `error`) and returns the error to throw. */
+  private failed(
+    job: AnyJob,
+    attempt: number,
+    request: TaskRequest,
+    startedAt: number,
+    timedOut: boolean,
+    error: Error,
+  ): Error {
+    this.logged.add(error);
+    const fields = {
+      ...failureFields(job.name, request, attempt, startedAt, timedOut, error),
+      jobId: String(job.id),
+    };
+    const retryInMs = this.retryDelay(job, attempt, error);
+    if (retryInMs !== undefined)
+      safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, { ...fields, retryInMs });
+    else reportTaskFailed(this.logger, fields, error, request, this.onTaskError);
+    return error;
+  }
+
+  /** The delay before BullMQ retries this attempt, or undefined when it will not (the rule of BullMQ's `Job.shouldRetryJob`). */
+  private retryDelay(job: AnyJob, attempt: number, error: Error): number | undefined {
+    const unrecoverable =
+      error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
+    const startedTooOften =
+      this.maxStartedAttempts !== undefined && this.maxStartedAttempts <= job.attemptsStarted;
+    if (attempt >= (job.opts.attempts ?? 1) || unrecoverable || startedTooOften) return undefined;
+    const { backoff } = job.opts;
+    if (typeof backoff === 'number') return backoff;
+    if (backoff === undefined) return 0;
+    const delay = backoff.delay ?? 0;
+    return backoff.type === 'exponential' ? Math.round(2 ** (attempt - 1) * delay) : delay;
+  }
+}
+
+/**
+ * Runs the handler and settles with the first of: its result, the timeout, or BullMQ cancelling
+ * the job. On a timeout or a cancel `ctx.signal` is aborted and the handler's promise is left
+ * behind, as in the in-process runner: the job's slot is freed whether or not the task stops.
+ */
+function settleFirst(
+  call: () => unknown,
+  ctx: AttemptContext,
+  timeoutMs: number,
+  timedOut: Error | undefined,
+  cancelled: AbortSignal | undefined,
+): Promise<unknown> {
+  let result: Promise<unknown>;
+  try {
+    // A task may return any thenable: settle() adopts it without trusting its `then`.
+    result = settle(call());
+  } catch (thrown) {
+    result = Promise.reject(thrown);
+  }
+  if (timedOut === undefined && cancelled === undefined) return result;
+  let timer: NodeJS.Timeout | undefined;
+  let onCancel: (() => void) | undefined;
+  const cut = new Promise<never>((_resolve, reject) => {
+    const stop = (reason: Error) => {
+      ctx.abort(reason);
+      reject(reason);
+    };
+    if (timedOut !== undefined) timer = setTimeout(stop, timeoutMs, timedOut);
+    if (cancelled !== undefined) {
+      onCancel = () =>
+        stop(
+          cancelled.reason instanceof Error
+            ? cancelled.reason
+            : new TaskAbandonedError(`job cancelled: ${String(cancelled.reason)}`),
+        );
+      if (cancelled.aborted) onCancel();
+      else cancelled.addEventListener('abort', onCancel, { once: true });
+    }
+  });
+  return Promise.race([result, cut]).finally(() => {
+    clearTimeout(timer);
+    if (onCancel !== undefined) cancelled!.removeEventListener('abort', onCancel);
+  });
+}
+
+/** The request that queued the job, from its data; a job added by other code gets a stand-in. */
+function requestOf(job: AnyJob): TaskRequest {
+  const given = readProperty(job.data, 'request');
+  const field = <T>(key: keyof TaskRequest, type: string, fallback: T): T => {
+    const value = readProperty(given, key);
+    return typeof value === type ? (value as T) : fallback;
+  };
+  return {
+    id: field('id', 'string', `job-${job.id}`),
+    method: field('method', 'string', ''),
+    url: field('url', 'string', ''),
+    statusCode: field('statusCode', 'number', 0),
+    aborted: field('aborted', 'boolean', false),
+  };
+}

@@ -15,16 +15,9 @@ import {
   type Override,
 } from './error-overrides';
 import { mapThrown } from './http-error';
-import { LOG_MESSAGES, guardLogger, safeLog, type LogLevel } from './logging';
+import { LOG_MESSAGES, safeLog, useLogger, type LogLevel } from './logging';
 import { backgroundTasks, queueOf, runnerOf, withControls, type TaskControls } from './middleware';
-import {
-  MAX_TIMER_MS,
-  checkFunction,
-  checkInteger,
-  checkLogger,
-  checkOptionsObject,
-  fail,
-} from './options';
+import { MAX_TIMER_MS, checkFunction, checkInteger, checkOptionsObject, fail } from './options';
 import type { TaskRunner } from './runner';
 import { errorFields, readProperty } from './thrown';
 import type { TaskContext } from './types';
@@ -115,7 +108,7 @@ function resolveHandlerOptions(options: HttpErrorHandlerOptions | undefined): Ha
     'clientErrorLogLevel',
     'overrideTimeoutMs',
   ]);
-  if (given.logger !== undefined) checkLogger(where, given.logger);
+  const givenLogger = given.logger === undefined ? undefined : useLogger(where, given.logger);
   const notify =
     given.notify === undefined ? [] : Array.isArray(given.notify) ? given.notify : [given.notify];
   const notifiers = notify.map((notifier, i) => {
@@ -139,9 +132,8 @@ function resolveHandlerOptions(options: HttpErrorHandlerOptions | undefined): Ha
       );
     }
   }
-  runner ??= runnerOf(backgroundTasks({ logger: given.logger }))!;
-  const logger = given.logger ?? runner.logger;
-  guardLogger(logger);
+  runner ??= runnerOf(backgroundTasks({ logger: givenLogger }))!;
+  const logger = givenLogger ?? runner.logger;
   const level = given.clientErrorLogLevel ?? 'info';
   if (!LEVELS.includes(level))
     fail(where, 'clientErrorLogLevel', `one of ${LEVELS.join(', ')}`, level);

@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import winston from 'winston';
 import type { Logger } from 'winston';
+import { checkLogger } from './options';
 import { errorFields, settle, toError } from './thrown';
 import type { TaskFailure, TaskRequest } from './types';
 
@@ -35,6 +36,14 @@ export function createDefaultLogger(): Logger {
     format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
     transports: [new winston.transports.Console()],
   });
+}
+
+/** The logger to use: the one given (checked to be a winston Logger), else the default; guarded either way. */
+export function useLogger(where: string, given: Logger | undefined): Logger {
+  if (given !== undefined) checkLogger(where, given);
+  const logger = given ?? createDefaultLogger();
+  guardLogger(logger);
+  return logger;
 }
 
 /** The fields that place a task: which one, for which request. */

@@ -72,7 +72,6 @@ export function resolveOptions(options: BackgroundTasksOptions | undefined): Res
     'maxPending',
     'durable',
   ]);
-  if (given.logger !== undefined) checkLogger('backgroundTasks', given.logger);
   if (given.runOnAbort !== undefined && typeof given.runOnAbort !== 'boolean') {
     fail('backgroundTasks', 'runOnAbort', 'a boolean', given.runOnAbort);
   }

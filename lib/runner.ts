@@ -12,8 +12,7 @@ import { Fifo } from './fifo';
 import { AttemptContext, TaskAbandonedError, timeoutError } from './attempt';
 import {
   LOG_MESSAGES,
-  createDefaultLogger,
-  guardLogger,
+  useLogger,
   failureFields,
   isThenable,
   reportTaskFailed,
@@ -61,8 +60,7 @@ export class TaskRunner {
   private pumping = false;
 
   constructor(private readonly options: ResolvedOptions) {
-    this.logger = options.logger ?? createDefaultLogger();
-    guardLogger(this.logger);
+    this.logger = useLogger('backgroundTasks', options.logger);
     this.policy = {
       timeoutMs: options.timeoutMs,
       retries: options.retries,

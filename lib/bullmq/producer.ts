@@ -8,8 +8,8 @@ import { Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Logger } from 'winston';
 import type { DurableJob, DurableQueue } from '../durable';
-import { createDefaultLogger, guardLogger } from '../logging';
-import { MAX_TIMER_MS, checkInteger, checkLogger, checkOptionsObject, fail } from '../options';
+import { useLogger } from '../logging';
+import { MAX_TIMER_MS, checkInteger, checkOptionsObject, fail } from '../options';
 import { ConnectionLog, resolveLocation, type QueueLocation } from './connection';
 
 /** What to keep of finished jobs: BullMQ's `removeOnComplete` / `removeOnFail` values. */
@@ -58,9 +58,7 @@ export function bullmqDurable(options: BullmqDurableOptions): BullmqDurable {
     'removeOnFail',
   ]);
   const location = resolveLocation(where, given);
-  if (given.logger !== undefined) checkLogger(where, given.logger);
-  const logger = given.logger ?? createDefaultLogger();
-  guardLogger(logger);
+  const logger = useLogger(where, given.logger);
   return new BullmqProducer(
     location,
     logger,

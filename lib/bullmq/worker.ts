@@ -5,13 +5,12 @@
 import { Worker, type ConnectionOptions, type WorkerOptions } from 'bullmq';
 import type { Logger } from 'winston';
 import { isDefinedTask } from '../define-task';
-import { createDefaultLogger, guardLogger } from '../logging';
+import { useLogger } from '../logging';
 import {
   BACKGROUND_TASKS_DEFAULTS,
   MAX_TIMER_MS,
   checkFunction,
   checkInteger,
-  checkLogger,
   checkOptionsObject,
   fail,
   resolvePolicy,
@@ -65,7 +64,7 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
     'workerOptions',
   ]);
   const { connection, queueName, prefix } = resolveLocation(where, given);
-  if (given.logger !== undefined) checkLogger(where, given.logger);
+  const logger = useLogger(where, given.logger);
   if (given.onTaskError !== undefined) checkFunction(where, 'onTaskError', given.onTaskError);
   const timeoutMs = checkInteger(
     where,
@@ -76,8 +75,6 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
     MAX_TIMER_MS,
   );
   const tasks = tasksByName(where, given.tasks, timeoutMs);
-  const logger = given.logger ?? createDefaultLogger();
-  guardLogger(logger);
   const runner = new JobRunner(logger, tasks, given.onTaskError);
   const workerOptions = checkWorkerOptions(where, given.workerOptions);
   const concurrency = checkInteger(where, 'concurrency', given.concurrency, 8, 1, 10_000);

@@ -112,7 +112,7 @@ export class TaskRunner {
       queue.scope!.runInAsyncScope(this.start, this, queue);
     } else if (!queue.watching) {
       queue.watching = true;
-      onFinished(queue.res, () => this.responseEnded(queue));
+      onFinished(queue.res!, () => this.responseEnded(queue));
     }
   }
 
@@ -134,8 +134,9 @@ export class TaskRunner {
   }
 
   private responseEnded(queue: BackgroundTasks): void {
-    queue.request = queue.describeRequest(true);
+    queue.end();
     this.start(queue);
+    if (queue.isLive) queue.compactId();
   }
 
   /** Sets an ended response's tasks going: durable ones to their queue, the rest to a slot or the line. */

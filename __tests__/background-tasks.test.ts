@@ -313,6 +313,22 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       expect(bg.stats()).toMatchObject({ [outcome]: 1, pending: 0, running: 0 });
     });
 
+    test('a rejecting Promise subclass is settled as a failure', async () => {
+      class Custom extends Promise<void> {}
+      const { app, bg } = makeApp(createExpress, (app) => {
+        app.get('/', (_req, res) => {
+          res.locals.backgroundTasks.add(function subclassed() {
+            return Custom.reject(new Error('custom'));
+          });
+          res.end();
+        });
+      });
+      await request(app).get('/').expect(200);
+      await bg.idle();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(bg.stats()).toMatchObject({ failed: 1, pending: 0, running: 0 });
+    });
+
     test('the log keeps its fields and its constant message when the error message holds %s', async () => {
       const { app, bg, log } = makeApp(createExpress, (app) => {
         app.get('/', (_req, res) => {

@@ -34,11 +34,11 @@ export interface BenchArgs {
 const FULL = {
   batch: 3000,
   rounds: 20,
-  warmup: 3,
+  warmup: 2,
   httpRounds: 4,
   connections: 50,
   duration: 2,
-  httpWarmup: 2,
+  httpWarmup: 1,
   tasks: 1_000_000,
   pending: 100_000,
   requests: 200_000,
@@ -53,8 +53,8 @@ const QUICK: typeof FULL = {
   duration: 1,
   httpWarmup: 0.5,
   tasks: 100_000,
-  pending: 100_000,
-  requests: 20_000,
+  pending: 20_000,
+  requests: 10_000,
 };
 
 const PARTS = ['cpu', 'http', 'queue', 'heap'];

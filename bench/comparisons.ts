@@ -17,6 +17,11 @@ export interface Comparison {
   minRatio?: number;
   /** Part of a --quick run. */
   quick?: boolean;
+  /**
+   * HTTP only: one more pair, of runs twice as long. p99 turns on the few GC pauses a run
+   * happens to contain, so a latency target and its A/A noise floor get longer samples.
+   */
+  long?: boolean;
 }
 
 /** In-process comparisons (bench/cpu-compare.ts). */
@@ -88,6 +93,7 @@ export const HTTP_COMPARISONS: Comparison[] = [
     label: 'control: bare Express vs a second bare Express server',
     reference: 'bare',
     candidate: 'bare#2',
+    long: true,
   },
   {
     key: '2 vs 1',
@@ -112,6 +118,7 @@ export const HTTP_COMPARISONS: Comparison[] = [
     label: 'suite, one 200 ms task vs one no-op task',
     reference: 'suiteTask',
     candidate: 'suiteSlowTask',
+    long: true,
     quick: true,
   },
   {
@@ -125,7 +132,6 @@ export const HTTP_COMPARISONS: Comparison[] = [
     label: "error path vs Express's default handler",
     reference: 'expressError',
     candidate: 'suiteError',
-    quick: true,
   },
   {
     key: '8 vs 8r',

@@ -47,7 +47,11 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(2)} MB`;
 const int = (x: number) => Math.round(x).toLocaleString('en-US');
 const pass = (ok: boolean) => (ok ? 'met' : '**MISSED**');
-const withSpread = (s: Spread) => `${f2(s.median)} (${f2(s.p25)}–${f2(s.p75)})`;
+const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
+const withSpread = (s: Spread) => `${f3(s.median)} (${f3(s.p25)}–${f3(s.p75)})`;
+/** In the targets table: one more decimal, so that a near miss does not read as the target itself. */
+const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
+const withSpread4 = (s: Spread) => `${f4(s.median)} (${f3(s.p25)}–${f3(s.p75)})`;
 
 function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
@@ -91,6 +95,7 @@ function cpuRows(results: Results): CpuRow[] {
 
 interface HttpRow {
   comparison: Comparison;
+  cpu: Spread;
   rps: Spread;
   p50: Spread;
   p99: Spread;
@@ -107,6 +112,7 @@ function httpRows(results: Results): HttpRow[] {
     const cand = pairs.candidateRuns;
     rows.push({
       comparison,
+      cpu: spread(pairwise(ref, cand, (r, c) => r.serverCpuUs / c.serverCpuUs)),
       rps: spread(pairwise(ref, cand, (r, c) => c.requestsPerSecond / r.requestsPerSecond)),
       p50: spread(pairwise(ref, cand, (r, c) => c.p50 / r.p50)),
       p99: spread(pairwise(ref, cand, (r, c) => c.p99 / r.p99)),
@@ -150,7 +156,7 @@ export function renderReport(results: Results): string {
     `- Load average (1 min) before / after: ${f2(env.loadBefore[0])} / ${f2(env.loadAfter[0])}`,
     `- Run time: ${f1(env.seconds)} s`,
     `- Settings: in-process ${args.rounds} pairs of ${args.batch} requests per app (after ${args.warmup} warm-up pairs); ` +
-      `HTTP ${args.httpRounds} pairs of ${args.duration} s runs per comparison, ${args.connections} connections (after ${args.httpWarmup} s warm-up per server); ` +
+      `HTTP ${args.httpRounds} pairs of ${args.duration} s runs per comparison (${args.httpRounds + 1} pairs of ${args.duration * 2} s for the A/A control and 6 vs 5), ${args.connections} connections (after ${args.httpWarmup} s warm-up per server); ` +
       `queue ${int(args.tasks)} tasks; ${int(args.pending)} pending tasks; heap growth over ${int(args.requests)} requests`,
     '',
   );
@@ -162,7 +168,7 @@ export function renderReport(results: Results): string {
     const ok = Math.abs(control.ratio.median - 1) <= CONTROL_TOLERANCE;
     targets.push([
       'A/A control, in process (sanity: identical apps)',
-      withSpread(control.ratio),
+      withSpread4(control.ratio),
       `1.00 ± ${CONTROL_TOLERANCE.toFixed(2)}`,
       ok ? 'met' : '**MISSED: too noisy to read small differences**',
     ]);
@@ -171,16 +177,21 @@ export function renderReport(results: Results): string {
     if (row.comparison.minRatio === undefined) continue;
     targets.push([
       `(${row.comparison.key}) ${row.comparison.label}, in-process throughput ratio`,
-      withSpread(row.ratio),
+      withSpread4(row.ratio),
       `≥ ${f2(row.comparison.minRatio)}`,
       pass(row.ratio.median >= row.comparison.minRatio),
     ]);
   }
   const slow = http.find((row) => row.comparison.key === '6 vs 5');
+  const httpControl = http.find((row) => row.comparison.key === 'A/A');
   if (slow !== undefined) {
+    const floor =
+      httpControl === undefined
+        ? ''
+        : ` (noise floor: HTTP A/A p99 ratio ${withSpread(httpControl.p99)})`;
     targets.push([
-      'p99 latency of (6) one 200 ms task / p99 of (5) one no-op task, HTTP',
-      withSpread(slow.p99),
+      `p99 latency of (6) one 200 ms task / p99 of (5) one no-op task, HTTP${floor}`,
+      withSpread4(slow.p99),
       `≤ ${f2(SLOW_TASK_MAX_P99_RATIO)}`,
       pass(slow.p99.median <= SLOW_TASK_MAX_P99_RATIO),
     ]);
@@ -266,9 +277,10 @@ export function renderReport(results: Results): string {
     out.push('## Over HTTP (loopback, autocannon, one server process loaded at a time)', '');
     out.push(
       table(
-        ['Server', 'req/s', 'p50 ms', 'p99 ms', 'Runs'],
+        ['Server', 'Server CPU µs/req', 'req/s', 'p50 ms', 'p99 ms', 'Runs'],
         [...runsByServer(results)].map(([name, samples]) => [
           `${scenarioName(name)} ${SCENARIOS[name.split('#')[0]].title}`,
+          f1(median(samples.map((s) => s.serverCpuUs))),
           int(median(samples.map((s) => s.requestsPerSecond))),
           f1(median(samples.map((s) => s.p50))),
           f1(median(samples.map((s) => s.p99))),
@@ -279,17 +291,19 @@ export function renderReport(results: Results): string {
     );
     out.push(
       'Medians over all runs of each server. Comparisons below take ratios within each pair of runs (A B, ' +
-        'then B A, ...), then the median and interquartile range over the pairs: req/s candidate / reference ' +
-        '(≥ 1 is as fast), latency candidate / reference (≤ 1 is as fast). The servers are saturated (autocannon ' +
+        'then B A, ...), then the median and interquartile range over the pairs: server CPU per request ' +
+        'reference / candidate and req/s candidate / reference (≥ 1 is as fast); latency candidate / reference ' +
+        '(≤ 1 is as fast). The servers are saturated (autocannon ' +
         'sends as fast as they answer), so latency also follows throughput. autocannon reports whole ' +
         'milliseconds, so small latencies move in steps; "n/a" is a 0 ms reference. The A/A line is the noise floor.',
       '',
     );
     out.push(
       table(
-        ['Comparison', 'req/s ratio', 'p50 ratio', 'p99 ratio', 'Pairs'],
+        ['Comparison', 'Server CPU ratio', 'req/s ratio', 'p50 ratio', 'p99 ratio', 'Pairs'],
         http.map((row) => [
           `${row.comparison.key}: ${row.comparison.label}`,
+          withSpread(row.cpu),
           withSpread(row.rps),
           withSpread(row.p50),
           withSpread(row.p99),
@@ -351,7 +365,8 @@ export function renderReport(results: Results): string {
       'are warmed up first; then each comparison loads its two servers in alternating pairs of runs (A B, B A, ...).',
     `- ${SLOW_CONCURRENCY_NOTE}.`,
     '- Queue micro-benchmark: the middleware driven with fake req/res objects whose response is already finished, ' +
-      'so only the suite is timed; wall time per task, drained with `idle()` every 10,000 requests.',
+      'so only the suite is timed; wall time per task, drained with `idle()` every 10,000 requests; the median of ' +
+      'five equal parts.',
     '- Heap: child processes with --expose-gc; heap used after two forced GCs.',
     '- The machine is shared: other processes may run at the same time. The A/A control lines show how much of a ' +
       'difference is noise.',

@@ -17,7 +17,9 @@ import { runHttp } from './http-load';
 import type { ThroughputRow } from './queue-throughput';
 import { renderReport, type Results } from './report';
 
-const log = (line: string) => process.stderr.write(`${line}\n`);
+const startedAt = Date.now();
+const log = (line: string) =>
+  process.stderr.write(`[${((Date.now() - startedAt) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
 
 function commit(): string {
   try {

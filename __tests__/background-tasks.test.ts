@@ -5,9 +5,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { runInNewContext } from 'node:vm';
 import createError from 'http-errors';
 import request from 'supertest';
 import { LOG_MESSAGES, type BackgroundTasks, type TaskContext, type TaskFailure } from '../lib';
+import { randomUuid } from '../lib/request-id';
 import { EXPRESS_VERSIONS, gate, makeApp } from './support/apps';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -180,6 +182,17 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
         expect(valid(ids[0])).toBe(true);
       },
     );
+
+    test('generated ids are distinct random version 4 UUIDs, across refills of the entropy pool', () => {
+      const ids = Array.from({ length: 5_000 }, () => randomUuid()); // the pool holds 1,024
+      expect(new Set(ids).size).toBe(ids.length);
+      for (const id of ids) expect(id).toMatch(UUID);
+      // Every random hex digit varies (a digit stuck at one value would mean a byte not drawn).
+      for (let at = 0; at < 36; at++) {
+        if ([8, 13, 14, 18, 23].includes(at)) continue;
+        expect(new Set(ids.map((id) => id[at])).size).toBeGreaterThan(at === 19 ? 3 : 15);
+      }
+    });
   });
 
   describe('failures are isolated and logged', () => {
@@ -293,6 +306,23 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
         'failed',
       ],
       ['a thenable that never calls back', () => ({ then: () => undefined }), 'timedOut'],
+      // Promise.prototype.then refuses a proxy as its receiver: the attempt fails, nothing throws.
+      ['a proxy around a resolved promise', () => new Proxy(Promise.resolve(), {}), 'failed'],
+      [
+        'a resolved promise of another realm',
+        () => runInNewContext('Promise.resolve(1)'),
+        'succeeded',
+      ],
+      [
+        'a rejected promise of another realm',
+        () => runInNewContext('Promise.reject(new Error("elsewhere"))'),
+        'failed',
+      ],
+      [
+        'a rejected promise whose own constructor is Promise',
+        () => Object.assign(Promise.reject(new Error('own constructor')), { constructor: Promise }),
+        'failed',
+      ],
     ];
     test.each(hostilePromises)('%s is settled safely and counted', async (_name, make, outcome) => {
       const { app, bg } = makeApp(
@@ -311,6 +341,33 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       await bg.idle();
       await new Promise((resolve) => setImmediate(resolve)); // a leaked rejection would be reported by now
       expect(bg.stats()).toMatchObject({ [outcome]: 1, pending: 0, running: 0 });
+    });
+
+    test('tasks settle and are counted while Promise.prototype.then is patched (as zone.js does)', async () => {
+      const { app, bg } = makeApp(createExpress, (app) => {
+        app.get('/', (_req, res) => {
+          res.locals.backgroundTasks
+            .add(async function resolves() {})
+            .add(async function rejects() {
+              throw new Error('patched');
+            });
+          res.end();
+        });
+      });
+      const intrinsicThen = Promise.prototype.then;
+      let patchedCalls = 0;
+      Promise.prototype.then = function patchedThen(this: Promise<unknown>, ...args) {
+        patchedCalls++;
+        return intrinsicThen.apply(this, args as Parameters<typeof intrinsicThen>);
+      } as typeof intrinsicThen;
+      try {
+        await request(app).get('/').expect(200);
+        await bg.idle();
+      } finally {
+        Promise.prototype.then = intrinsicThen;
+      }
+      expect(patchedCalls).toBeGreaterThan(0);
+      expect(bg.stats()).toMatchObject({ succeeded: 1, failed: 1, pending: 0, running: 0 });
     });
 
     test('a rejecting Promise subclass is settled as a failure', async () => {

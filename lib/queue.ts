@@ -31,8 +31,12 @@ export class BackgroundTasks {
   watching = false;
   /** @internal The runner is working through this queue (running, in line, or waiting to retry). */
   active = false;
-  /** @internal Counted among the runner's live queues. */
+  /** @internal In the runner's live queues (see `LiveQueues`). */
   isLive = false;
+  /** @internal */
+  previousLive: BackgroundTasks | undefined = undefined;
+  /** @internal */
+  nextLive: BackgroundTasks | undefined = undefined;
   /** @internal The async attempt now running. */
   attempt: Attempt | undefined = undefined;
   /** @internal A task that failed and waits for its retry; it runs before the rest. */
@@ -146,15 +150,6 @@ export class BackgroundTasks {
     this.request = this.describeRequest(true);
     this.req = undefined;
     this.res = undefined;
-  }
-
-  /**
-   * @internal Tasks outlive the response: keeps the request id small while they hold it.
-   * randomUUID() builds its result by concatenation, a tree of 15 strings (450 bytes); reading a
-   * character makes V8 flatten it in place (60 bytes).
-   */
-  compactId(): void {
-    this.requestId.charCodeAt(0);
   }
 
   /**

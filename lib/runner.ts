@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import onFinished from 'on-finished';
 import type { Logger } from 'winston';
 import { Fifo } from './fifo';
+import { LiveQueues } from './live-queues';
 import { AttemptContext, TaskAbandonedError, timeoutError } from './attempt';
 import {
   LOG_MESSAGES,
@@ -53,7 +54,7 @@ export class TaskRunner {
   /** Queues with a task ready to start and no free slot, in the order they became ready. */
   private readonly waiting = new Fifo<BackgroundTasks>();
   /** Queues holding a task that has not ended: what `drain()` names when it gives up. */
-  private readonly live = new Set<BackgroundTasks>();
+  private readonly live = new LiveQueues();
   /** Defined tasks being handed to the durable queue: pending until it answers. */
   private readonly handOffs = new Set<HandOff>();
   private idleWaiters: Array<() => void> = [];
@@ -128,7 +129,6 @@ export class TaskRunner {
    */
   private track(queue: BackgroundTasks): void {
     if (queue.isLive) return;
-    queue.isLive = true;
     queue.scope ??= new AsyncResource('express-background-tasks');
     this.live.add(queue);
   }
@@ -136,7 +136,6 @@ export class TaskRunner {
   private responseEnded(queue: BackgroundTasks): void {
     queue.end();
     this.start(queue);
-    if (queue.isLive) queue.compactId();
   }
 
   /** Sets an ended response's tasks going: durable ones to their queue, the rest to a slot or the line. */
@@ -374,7 +373,7 @@ export class TaskRunner {
       give(handOff.queue, handOff.task, 'enqueueing');
     }
     this.handOffs.clear();
-    for (const queue of this.live) {
+    for (const queue of this.live.takeAll()) {
       const { attempt } = queue;
       if (attempt !== undefined) {
         attempt.end(queue);
@@ -391,19 +390,14 @@ export class TaskRunner {
         give(queue, task, task.attempt > 0 ? 'waiting to retry' : 'pending');
       }
       queue.active = false;
-      queue.isLive = false;
     }
-    this.live.clear();
     this.settleIdle();
     return abandoned;
   }
 
   /** Forgets a queue that holds nothing more to run, and wakes `idle()` waiters when all is done. */
   private retireIfDone(queue: BackgroundTasks): void {
-    if (queue.isLive && !queue.active && !queue.hasNext()) {
-      queue.isLive = false;
-      this.live.delete(queue);
-    }
+    if (queue.isLive && !queue.active && !queue.hasNext()) this.live.delete(queue);
     this.settleIdle();
   }
 

@@ -2,7 +2,9 @@
  * Makes sense of untrusted values: anything can be thrown, an Error's `message` or `stack` may be
  * a getter that throws, and a returned promise may have its own `then` or `constructor`.
  */
-import { inspect } from 'node:util';
+import { inspect, types } from 'node:util';
+
+const { isPromise } = types;
 
 /** The fields a log record carries for an error (winston would serialise a nested Error as `{}`). */
 export interface ErrorFields {
@@ -38,9 +40,14 @@ export function errorFields(error: Error, withStack = true): ErrorFields {
  * A native promise that settles as `value` does, and never throws. `await` adopts a native
  * promise through its internal state, ignoring an own `then`, so a rejection always gets a
  * handler; a throwing `then` or `constructor` getter becomes a rejection.
+ *
+ * An ordinary promise (native, not a proxy, of this realm, with the intrinsic prototype and no
+ * own `then` or `constructor`) is returned as it is: nothing in it can run user code, and it
+ * spares the async function's frame and extra turns, held as long as the task runs (1,304 B and
+ * 385 ns per async task before, 900 B and 273 ns after: `bench/queue-throughput.ts`).
  */
-export async function settle(value: unknown): Promise<unknown> {
-  return await value;
+export function settle(value: unknown): Promise<unknown> {
+  return isOrdinaryPromise(value) ? value : adopt(value);
 }
 
 /** Reads a property of an untrusted value; a throwing getter or proxy trap yields `undefined`. */
@@ -57,6 +64,23 @@ export function readProperty(value: unknown, key: PropertyKey): unknown {
 function readString(value: unknown, key: string): string | undefined {
   const read = readProperty(value, key);
   return typeof read === 'string' ? read : undefined;
+}
+
+/** No step of this runs user code: `isPromise` is false for a proxy, and a promise is an ordinary object. */
+function isOrdinaryPromise(value: unknown): value is Promise<unknown> {
+  return (
+    isPromise(value) &&
+    Object.getPrototypeOf(value) === Promise.prototype &&
+    Promise.prototype.then === INTRINSIC_THEN &&
+    !Object.hasOwn(value, 'then') &&
+    !Object.hasOwn(value, 'constructor')
+  );
+}
+
+const INTRINSIC_THEN = Promise.prototype.then;
+
+async function adopt(value: unknown): Promise<unknown> {
+  return await value;
 }
 
 function isError(value: unknown): value is Error {

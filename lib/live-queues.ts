@@ -1,0 +1,38 @@
+/**
+ * The queues a runner holds unfinished work for: what `drain()` walks when it gives up. Linked
+ * through the queues themselves, so that joining and leaving (once per request that queues a
+ * task) allocate nothing and hash nothing, as a `Set` would.
+ */
+import type { BackgroundTasks } from './queue';
+
+export class LiveQueues {
+  private first: BackgroundTasks | undefined = undefined;
+
+  add(queue: BackgroundTasks): void {
+    if (queue.isLive) return;
+    queue.isLive = true;
+    queue.nextLive = this.first;
+    if (this.first !== undefined) this.first.previousLive = queue;
+    this.first = queue;
+  }
+
+  delete(queue: BackgroundTasks): void {
+    if (!queue.isLive) return;
+    const { previousLive, nextLive } = queue;
+    if (previousLive === undefined) this.first = nextLive;
+    else previousLive.nextLive = nextLive;
+    if (nextLive !== undefined) nextLive.previousLive = previousLive;
+    queue.isLive = false;
+    queue.previousLive = queue.nextLive = undefined;
+  }
+
+  /** Empties the list and returns what it held. */
+  takeAll(): BackgroundTasks[] {
+    const all: BackgroundTasks[] = [];
+    while (this.first !== undefined) {
+      all.push(this.first);
+      this.delete(this.first);
+    }
+    return all;
+  }
+}

@@ -56,7 +56,7 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
     const failure: Failure = { ...mapThrown(thrown), req, res, tasks, logger };
     const { error, status, cause, fromHttpError } = failure;
     const level = status >= 500 || !fromHttpError ? 'error' : clientErrorLogLevel;
-    const { method, url } = tasks.describeRequest(false);
+    const { method, url } = tasks.describeRequest();
     safeLog(logger, level, LOG_MESSAGES.requestFailed, {
       status,
       requestId: tasks.requestId,

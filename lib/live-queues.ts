@@ -7,13 +7,15 @@ import type { BackgroundTasks } from './queue';
 
 export class LiveQueues {
   private first: BackgroundTasks | undefined = undefined;
+  private last: BackgroundTasks | undefined = undefined;
 
   add(queue: BackgroundTasks): void {
     if (queue.isLive) return;
     queue.isLive = true;
-    queue.nextLive = this.first;
-    if (this.first !== undefined) this.first.previousLive = queue;
-    this.first = queue;
+    queue.previousLive = this.last;
+    if (this.last === undefined) this.first = queue;
+    else this.last.nextLive = queue;
+    this.last = queue;
   }
 
   delete(queue: BackgroundTasks): void {
@@ -21,12 +23,13 @@ export class LiveQueues {
     const { previousLive, nextLive } = queue;
     if (previousLive === undefined) this.first = nextLive;
     else previousLive.nextLive = nextLive;
-    if (nextLive !== undefined) nextLive.previousLive = previousLive;
+    if (nextLive === undefined) this.last = previousLive;
+    else nextLive.previousLive = previousLive;
     queue.isLive = false;
     queue.previousLive = queue.nextLive = undefined;
   }
 
-  /** Empties the list and returns what it held. */
+  /** Empties the list and returns what it held, oldest first. */
   takeAll(): BackgroundTasks[] {
     const all: BackgroundTasks[] = [];
     while (this.first !== undefined) {

@@ -25,8 +25,10 @@ export class BackgroundTasks {
   /** @internal Tasks not yet started, oldest first from `head`. Made on the first `add()`. */
   private list: Task[] | undefined = undefined;
   private head = 0;
-  /** @internal The request as tasks see it; set when the response ends. */
-  request: TaskRequest | undefined = undefined;
+  /** @internal The response has ended (finished or aborted): tasks may start. */
+  ended = false;
+  /** @internal The request as tasks see it, fixed once the response has ended and it is first needed. */
+  private request: TaskRequest | undefined = undefined;
   /** @internal An on-finished listener is attached. */
   watching = false;
   /** @internal The runner is working through this queue (running, in line, or waiting to retry). */
@@ -50,12 +52,9 @@ export class BackgroundTasks {
 
   /** @internal */
   readonly runner: TaskRunner;
-  /**
-   * @internal Until the response ends; then let go (`request` holds what tasks and logs need), so
-   * that a task which runs for long does not keep the request's and response's objects alive.
-   */
+  /** @internal Until released (see `release()`). */
   req: Request | undefined;
-  /** @internal Until the response ends (see `req`). */
+  /** @internal Until released (see `release()`). */
   res: Response | undefined;
   /** The request's id, as in `res.locals.requestId` and every log line of its tasks. */
   readonly requestId: string;
@@ -145,27 +144,31 @@ export class BackgroundTasks {
     return all;
   }
 
-  /** @internal The response has ended: fixes `request`, and lets go of req and res. */
-  end(): void {
-    this.request = this.describeRequest(true);
+  /**
+   * @internal The response has ended and tasks are still outstanding: fixes `request`, and lets
+   * go of req and res, so that a task which runs for long does not keep them alive. (A queue
+   * whose tasks all ended synchronously never needs this: it dies with its response.)
+   */
+  release(): void {
+    if (this.res === undefined) return;
+    this.describeRequest();
     this.req = undefined;
     this.res = undefined;
   }
 
-  /**
-   * @internal The request as tasks and logs see it; `ended` once the response has ended. After
-   * the end, what was fixed then.
-   */
-  describeRequest(ended: boolean): TaskRequest {
+  /** @internal The request as tasks and logs see it. Once the response has ended it no longer changes. */
+  describeRequest(): TaskRequest {
     if (this.request !== undefined) return this.request;
     const req = this.req!;
     const res = this.res!;
-    return {
+    const request: TaskRequest = {
       id: this.requestId,
       method: req.method,
       url: req.originalUrl ?? req.url,
       statusCode: res.statusCode,
-      aborted: ended && !res.writableFinished,
+      aborted: this.ended && !res.writableFinished,
     };
+    if (this.ended) this.request = request;
+    return request;
   }
 }

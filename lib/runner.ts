@@ -108,9 +108,10 @@ export class TaskRunner {
       queue.pushDurable(task);
     else queue.push(task);
     this.track(queue);
-    if (queue.request !== undefined) {
+    if (queue.ended) {
       // A late add may come from any async context: the tasks still run in the request's.
       queue.scope!.runInAsyncScope(this.start, this, queue);
+      if (queue.isLive) queue.release();
     } else if (!queue.watching) {
       queue.watching = true;
       onFinished(queue.res!, () => this.responseEnded(queue));
@@ -134,13 +135,14 @@ export class TaskRunner {
   }
 
   private responseEnded(queue: BackgroundTasks): void {
-    queue.end();
+    queue.ended = true;
     this.start(queue);
+    if (queue.isLive) queue.release();
   }
 
   /** Sets an ended response's tasks going: durable ones to their queue, the rest to a slot or the line. */
   private start(queue: BackgroundTasks): void {
-    if (queue.request!.aborted && !this.options.runOnAbort) {
+    if (!this.options.runOnAbort && queue.describeRequest().aborted) {
       this.rejectQueued(queue, 'client aborted');
       return;
     }
@@ -154,7 +156,7 @@ export class TaskRunner {
 
   /** Gives a defined task to the durable queue; if that fails, logs it and runs the task here. */
   private handOff(queue: BackgroundTasks, task: Task): void {
-    const request = queue.request!;
+    const request = queue.describeRequest();
     const job = { name: task.name, payload: task.args[0], request, ...task.policy };
     const handOff: HandOff = { queue, task, abandoned: false };
     this.handOffs.add(handOff);
@@ -241,7 +243,9 @@ export class TaskRunner {
     task.attempt++;
     const startedAt = performance.now();
     const ctx =
-      task.object === undefined ? undefined : new AttemptContext(task.attempt, queue.request!);
+      task.object === undefined
+        ? undefined
+        : new AttemptContext(task.attempt, queue.describeRequest());
     let result: unknown;
     try {
       result = task.invoke(ctx);
@@ -310,7 +314,7 @@ export class TaskRunner {
   ): boolean {
     this.counts.running--;
     const error = toError(thrown);
-    const request = queue.request!;
+    const request = queue.describeRequest();
     const fields = failureFields(task.name, request, task.attempt, startedAt, timedOut, error);
     if (task.attempt <= task.policy.retries) {
       const delay = retryDelay(task.policy.retryDelayMs, task.attempt);
@@ -340,7 +344,7 @@ export class TaskRunner {
     this.counts.rejected++;
     const full = reason === 'queue full';
     safeLog(this.logger, full ? 'error' : 'warn', LOG_MESSAGES.taskRejected, {
-      ...requestFields(task.name, queue.describeRequest(false)),
+      ...requestFields(task.name, queue.describeRequest()),
       reason,
       ...(full && { maxPending: this.options.maxPending }),
     });
@@ -361,7 +365,7 @@ export class TaskRunner {
       abandoned++;
       this.counts.abandoned++;
       safeLog(this.logger, 'error', LOG_MESSAGES.taskAbandoned, {
-        ...requestFields(task.name, queue.describeRequest(false)),
+        ...requestFields(task.name, queue.describeRequest()),
         state,
         attempt: task.attempt,
       });

@@ -256,10 +256,11 @@ export class TaskRunner {
     } catch (thrown) {
       return this.fail(queue, task, startedAt, thrown, false);
     }
-    const attempt = new Attempt(task, ctx, startedAt);
+    const attempt = new Attempt(this, queue, task, ctx, startedAt);
     queue.attempt = attempt;
     if (task.policy.timeoutMs > 0) {
-      attempt.timer = setTimeout(onAttemptTimeout, task.policy.timeoutMs, this, queue, attempt);
+      // One timer argument, not three: Node keeps them in an array for the timer's lifetime.
+      attempt.timer = setTimeout(onAttemptTimeout, task.policy.timeoutMs, attempt);
       attempt.timer.unref();
     }
     settle(result).then(
@@ -431,6 +432,8 @@ export class Attempt {
   ended = false;
 
   constructor(
+    readonly runner: TaskRunner,
+    readonly queue: BackgroundTasks,
     readonly task: Task,
     readonly ctx: AttemptContext | undefined,
     readonly startedAt: number,
@@ -449,8 +452,8 @@ function retryDelay(base: number, attempt: number): number {
   return Math.round(ceiling * (0.5 + Math.random() / 2));
 }
 
-function onAttemptTimeout(runner: TaskRunner, queue: BackgroundTasks, attempt: Attempt): void {
-  runner.timeOut(queue, attempt);
+function onAttemptTimeout(attempt: Attempt): void {
+  attempt.runner.timeOut(attempt.queue, attempt);
 }
 
 function onRetryDue(runner: TaskRunner, queue: BackgroundTasks): void {

@@ -173,6 +173,21 @@ export const SCENARIOS: Record<string, Scenario> = {
       );
     },
   },
+  handWrittenSlowTask: {
+    id: '4s',
+    title: 'hand-written, one 200 ms task per request',
+    httpOnly: true,
+    build: async () => {
+      const logger = silentLogger();
+      const log = (error: unknown) => logger.error('background task failed', { error });
+      return expressApp((app) =>
+        app.get('/', (_req, res) => {
+          onFinished(res, () => Promise.resolve().then(slowTask).catch(log));
+          res.json(BODY);
+        }),
+      );
+    },
+  },
   suiteTask: {
     id: '5',
     title: 'suite, one no-op task per request',

@@ -10,6 +10,7 @@ import onFinished from 'on-finished';
 import type { Logger } from 'winston';
 import { Fifo } from './fifo';
 import { LiveQueues } from './live-queues';
+import { Timeouts, type Timed } from './timeouts';
 import { AttemptContext, TaskAbandonedError, timeoutError } from './attempt';
 import {
   LOG_MESSAGES,
@@ -57,6 +58,8 @@ export class TaskRunner {
   private readonly live = new LiveQueues();
   /** Defined tasks being handed to the durable queue: pending until it answers. */
   private readonly handOffs = new Set<HandOff>();
+  /** The deadlines of running async attempts. */
+  private readonly timeouts = new Timeouts<Attempt>((attempt) => this.timeOut(attempt));
   private idleWaiters: Array<() => void> = [];
   private pumping = false;
 
@@ -256,32 +259,31 @@ export class TaskRunner {
     } catch (thrown) {
       return this.fail(queue, task, startedAt, thrown, false);
     }
-    const attempt = new Attempt(this, queue, task, ctx, startedAt);
+    const attempt = new Attempt(queue, task, ctx, startedAt);
     queue.attempt = attempt;
-    if (task.policy.timeoutMs > 0) {
-      // One timer argument, not three: Node keeps them in an array for the timer's lifetime.
-      attempt.timer = setTimeout(onAttemptTimeout, task.policy.timeoutMs, attempt);
-      attempt.timer.unref();
-    }
+    if (task.policy.timeoutMs > 0) this.timeouts.add(attempt, task.policy.timeoutMs, startedAt);
     settle(result).then(
-      () => this.attemptSettled(queue, attempt, undefined, false),
-      (thrown: unknown) => this.attemptSettled(queue, attempt, thrown, true),
+      () => this.attemptSettled(attempt, undefined, false),
+      (thrown: unknown) => this.attemptSettled(attempt, thrown, true),
     );
     return false;
   }
 
-  private attemptSettled(
-    queue: BackgroundTasks,
-    attempt: Attempt,
-    thrown: unknown,
-    failed: boolean,
-  ): void {
+  private attemptSettled(attempt: Attempt, thrown: unknown, failed: boolean): void {
     if (attempt.ended) return; // timed out or abandoned: its outcome was already counted
-    attempt.end(queue);
+    const { queue } = attempt;
+    this.end(attempt);
     const ended = failed
       ? this.fail(queue, attempt.task, attempt.startedAt, thrown, false)
       : this.succeed();
     this.afterAttempt(queue, ended);
+  }
+
+  /** An async attempt is over (settled, timed out or abandoned): later outcomes are ignored. */
+  private end(attempt: Attempt): void {
+    attempt.ended = true;
+    this.timeouts.delete(attempt);
+    attempt.queue.attempt = undefined;
   }
 
   /** After an async attempt: the queue goes on, or (a retry is waiting) its slot goes to the line. */
@@ -290,10 +292,11 @@ export class TaskRunner {
     else this.pump();
   }
 
-  /** @internal Called by the attempt's timer. */
-  timeOut(queue: BackgroundTasks, attempt: Attempt): void {
+  /** Called by `timeouts` when an attempt's time is up. */
+  private timeOut(attempt: Attempt): void {
     if (attempt.ended) return;
-    attempt.end(queue);
+    const { queue } = attempt;
+    this.end(attempt);
     const error = timeoutError(attempt.task.policy.timeoutMs);
     attempt.ctx?.abort(error);
     this.afterAttempt(queue, this.fail(queue, attempt.task, attempt.startedAt, error, true));
@@ -381,7 +384,7 @@ export class TaskRunner {
     for (const queue of this.live.takeAll()) {
       const { attempt } = queue;
       if (attempt !== undefined) {
-        attempt.end(queue);
+        this.end(attempt);
         attempt.ctx?.abort(new TaskAbandonedError('task abandoned by drain()'));
         this.counts.running--;
         give(queue, attempt.task, 'running');
@@ -426,34 +429,26 @@ interface HandOff {
   abandoned: boolean;
 }
 
-/** An attempt that returned a promise: what its timer, its settlement and `drain()` share. */
-export class Attempt {
-  timer: NodeJS.Timeout | undefined = undefined;
+/** An attempt that returned a promise: what its timeout, its settlement and `drain()` share. */
+export class Attempt implements Timed {
   ended = false;
+  deadline = 0;
+  timeoutList: Timed['timeoutList'] = undefined;
+  previousTimed: Timed | undefined = undefined;
+  nextTimed: Timed | undefined = undefined;
 
   constructor(
-    readonly runner: TaskRunner,
     readonly queue: BackgroundTasks,
     readonly task: Task,
     readonly ctx: AttemptContext | undefined,
     readonly startedAt: number,
   ) {}
-
-  end(queue: BackgroundTasks): void {
-    this.ended = true;
-    clearTimeout(this.timer);
-    queue.attempt = undefined;
-  }
 }
 
 /** Exponential backoff with jitter: between half and all of `base * 2 ** (attempt - 1)`. */
 function retryDelay(base: number, attempt: number): number {
   const ceiling = Math.min(MAX_TIMER_MS, base * 2 ** (attempt - 1));
   return Math.round(ceiling * (0.5 + Math.random() / 2));
-}
-
-function onAttemptTimeout(attempt: Attempt): void {
-  attempt.runner.timeOut(attempt.queue, attempt);
 }
 
 function onRetryDue(runner: TaskRunner, queue: BackgroundTasks): void {

@@ -122,6 +122,18 @@ export const HTTP_COMPARISONS: Comparison[] = [
     quick: true,
   },
   {
+    key: '4s vs 4',
+    label: 'hand-written, one 200 ms task vs one no-op task (what the slow task itself costs)',
+    reference: 'handWritten',
+    candidate: 'handWrittenSlowTask',
+  },
+  {
+    key: '6 vs 4s',
+    label: 'suite vs hand-written, both with one 200 ms task',
+    reference: 'handWrittenSlowTask',
+    candidate: 'suiteSlowTask',
+  },
+  {
     key: '5 vs 1',
     label: 'suite, one no-op task vs bare Express',
     reference: 'bare',

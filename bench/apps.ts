@@ -12,7 +12,7 @@ import Fastify from 'fastify';
 import createError from 'http-errors';
 import onFinished from 'on-finished';
 import { backgroundTasks, httpErrorHandler } from '../lib';
-import { silentLogger } from './logger';
+import { silentLogger, taskFailureLog } from './logger';
 
 export type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -120,6 +120,17 @@ function nullStream(): Writable {
   return new Writable({ write: (_chunk, _encoding, done) => done() });
 }
 
+/** The careful hand-written baseline: `task` after the response, its failure logged. */
+function handWrittenApp(task: () => unknown): App {
+  const log = taskFailureLog(silentLogger());
+  return expressApp((app) =>
+    app.get('/', (_req, res) => {
+      onFinished(res, () => Promise.resolve().then(task).catch(log));
+      res.json(BODY);
+    }),
+  );
+}
+
 /** The suite mounted the way its README says: the middleware first, the error handler last. */
 function suiteApp(
   route: express.RequestHandler,
@@ -162,31 +173,13 @@ export const SCENARIOS: Record<string, Scenario> = {
   handWritten: {
     id: '4',
     title: 'hand-written: onFinished + Promise.then(task).catch(log)',
-    build: async () => {
-      const logger = silentLogger();
-      const log = (error: unknown) => logger.error('background task failed', { error });
-      return expressApp((app) =>
-        app.get('/', (_req, res) => {
-          onFinished(res, () => Promise.resolve().then(noopTask).catch(log));
-          res.json(BODY);
-        }),
-      );
-    },
+    build: async () => handWrittenApp(noopTask),
   },
   handWrittenSlowTask: {
     id: '4s',
     title: 'hand-written, one 200 ms task per request',
     httpOnly: true,
-    build: async () => {
-      const logger = silentLogger();
-      const log = (error: unknown) => logger.error('background task failed', { error });
-      return expressApp((app) =>
-        app.get('/', (_req, res) => {
-          onFinished(res, () => Promise.resolve().then(slowTask).catch(log));
-          res.json(BODY);
-        }),
-      );
-    },
+    build: async () => handWrittenApp(slowTask),
   },
   suiteTask: {
     id: '5',

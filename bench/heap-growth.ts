@@ -14,6 +14,7 @@ import { setImmediate as tick } from 'node:timers/promises';
 import inject from 'light-my-request';
 import { SCENARIOS } from './apps';
 import { childMain } from './children';
+import { heapAfterGc } from './heap';
 
 export interface GrowthResult {
   requests: number;
@@ -21,14 +22,6 @@ export interface GrowthResult {
   heapAfterWarmup: number;
   heapAfter: number;
   growth: number;
-}
-
-declare const gc: () => void;
-
-function heapAfterGc(): number {
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
 }
 
 async function main(): Promise<GrowthResult> {

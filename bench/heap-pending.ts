@@ -13,6 +13,7 @@
 import './native-stacks';
 import { backgroundTasks } from '../lib';
 import { childMain } from './children';
+import { heapAfterGc } from './heap';
 import { fakeExchange, next, type FakeExchange } from './fake-http';
 import { silentLogger } from './logger';
 
@@ -22,14 +23,6 @@ export interface PendingRow {
   bytesPerTask: number;
   /** Judged against the ≤ 1 KB target (pending tasks); the running rows are for information. */
   pending: boolean;
-}
-
-declare const gc: () => void;
-
-function heapAfterGc(): number {
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
 }
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));

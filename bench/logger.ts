@@ -19,3 +19,8 @@ export function silentLogger(): winston.Logger {
     transports: [new NullTransport()],
   });
 }
+
+/** The `.catch()` handler of the hand-written references: one log line per failed task. */
+export function taskFailureLog(logger: winston.Logger): (error: unknown) => void {
+  return (error) => logger.error('background task failed', { error });
+}

@@ -11,7 +11,7 @@ import './native-stacks';
 import { backgroundTasks } from '../lib';
 import { childMain } from './children';
 import { fakeExchange, next } from './fake-http';
-import { silentLogger } from './logger';
+import { silentLogger, taskFailureLog } from './logger';
 import { median } from './stats';
 
 export interface ThroughputRow {
@@ -71,8 +71,7 @@ async function timedParts(total: number, run: (tasks: number) => Promise<void>):
 
 /** The hand-written reference: the same no-op through Promise.resolve().then(task).catch(log). */
 async function handWritten(total: number): Promise<ThroughputRow> {
-  const logger = silentLogger();
-  const log = (error: unknown) => logger.error('background task failed', { error });
+  const log = taskFailureLog(silentLogger());
   const once = async (count: number) => {
     for (let done = 0; done < count; done += 10_000) {
       const all: Promise<unknown>[] = [];

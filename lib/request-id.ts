@@ -27,11 +27,10 @@ export function randomUuid(): string {
   }
   const offset = poolOffset;
   poolOffset += 16;
+  pool[offset + 6] = (pool[offset + 6] & 0x0f) | 0x40; // version 4
+  pool[offset + 8] = (pool[offset + 8] & 0x3f) | 0x80; // RFC 4122 variant
   for (let i = 0; i < 16; i++) {
-    let byte = pool[offset + i];
-    if (i === 6)
-      byte = (byte & 0x0f) | 0x40; // version 4
-    else if (i === 8) byte = (byte & 0x3f) | 0x80; // RFC 4122 variant
+    const byte = pool[offset + i];
     const at = HEX_POSITIONS[i];
     text[at] = HEX_DIGITS[byte >> 4];
     text[at + 1] = HEX_DIGITS[byte & 0x0f];

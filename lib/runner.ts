@@ -114,7 +114,6 @@ export class TaskRunner {
     if (queue.ended) {
       // A late add may come from any async context: the tasks still run in the request's.
       queue.scope!.runInAsyncScope(this.start, this, queue);
-      if (queue.isLive) queue.release();
     } else if (!queue.watching) {
       queue.watching = true;
       onFinished(queue.res!, () => this.responseEnded(queue));
@@ -140,21 +139,24 @@ export class TaskRunner {
   private responseEnded(queue: BackgroundTasks): void {
     queue.ended = true;
     this.start(queue);
-    if (queue.isLive) queue.release();
   }
 
-  /** Sets an ended response's tasks going: durable ones to their queue, the rest to a slot or the line. */
+  /**
+   * Sets an ended response's tasks going: durable ones to their queue, the rest to a slot or the
+   * line. Whatever outlives this call no longer needs the request's objects.
+   */
   private start(queue: BackgroundTasks): void {
     if (!this.options.runOnAbort && queue.describeRequest().aborted) {
       this.rejectQueued(queue, 'client aborted');
-      return;
+    } else {
+      const durable = queue.takeDurable();
+      if (durable !== undefined) for (const task of durable) this.handOff(queue, task);
+      if (!queue.active && queue.hasNext()) {
+        queue.active = true;
+        this.advance(queue);
+      }
     }
-    const durable = queue.takeDurable();
-    if (durable !== undefined) for (const task of durable) this.handOff(queue, task);
-    if (!queue.active && queue.hasNext()) {
-      queue.active = true;
-      this.advance(queue);
-    }
+    if (queue.isLive) queue.release();
   }
 
   /** Gives a defined task to the durable queue; if that fails, logs it and runs the task here. */

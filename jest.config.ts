@@ -5,7 +5,6 @@ const config: Config = {
   roots: ['<rootDir>/__tests__'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
-  setupFilesAfterEnv: ['<rootDir>/__tests__/support/tripwires.ts'],
   testTimeout: 20_000,
 };
 

@@ -192,8 +192,9 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       const { app, bg } = failingApp(createExpress, createError(500, 'Something went wrong'), {
         errors: {
           notify: async (err, req) => {
+            const finished = req.res!.writableFinished; // as the notifier starts
             await responseSent.promise;
-            seen.push([err.message, err.status, req.originalUrl, req.res!.writableFinished]);
+            seen.push([err.message, err.status, req.originalUrl, finished]);
           },
         },
       });

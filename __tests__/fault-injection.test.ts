@@ -2,7 +2,8 @@
  * Fault injection: property-based sequences of tasks that resolve, reject, throw, throw
  * non-Errors, hang past the timeout, succeed on a retry or add more tasks, across many requests.
  * After idle() every task is accounted for, each failure has exactly one final log line, and
- * (through the tripwires) nothing escaped as an unhandled rejection or uncaught exception.
+ * nothing escaped as an unhandled rejection or uncaught exception (Jest fails the test that
+ * was running when one does).
  */
 import express from 'express';
 import fc from 'fast-check';

@@ -12,7 +12,7 @@ import winston from 'winston';
 import Transport from 'winston-transport';
 import { LOG_MESSAGES, backgroundTasks, httpErrorHandler, notFound } from '../lib';
 import { EXPRESS_VERSIONS, makeApp, type TestAppOptions } from './support/apps';
-import type { CapturedLogger } from './support/capture';
+import { throwingLogger, type CapturedLogger } from './support/capture';
 
 type Route = (req: Request, res: Response, next: NextFunction) => unknown;
 
@@ -334,12 +334,7 @@ describe.each(EXPRESS_VERSIONS)('%s', (version, createExpress) => {
 });
 
 test('a winston transport that throws: the response is sent, and that record and every later one go to stderr', async () => {
-  class Broken extends Transport {
-    override log(): void {
-      throw new Error('transport is broken');
-    }
-  }
-  const logger = winston.createLogger({ transports: [new Broken()] });
+  const logger = throwingLogger();
   const bg = backgroundTasks({ logger });
   const [, express5] = EXPRESS_VERSIONS[0];
   const app = express5();

@@ -93,7 +93,7 @@ describe('timeouts', () => {
     });
   });
 
-  test("a per-task timeoutMs overrides the middleware's, and 0 means no limit", async () => {
+  test("a per-task timeoutMs overrides the middleware's, longer or shorter, and 0 means no limit", async () => {
     const slow = gate();
     const tightTimedOut = gate();
     const { app, bg, log } = makeApp(
@@ -103,6 +103,14 @@ describe('timeouts', () => {
           res.locals.backgroundTasks.add({
             name: 'unbounded',
             timeoutMs: 0,
+            run: () => slow.promise,
+          });
+          res.end();
+        });
+        app.get('/roomy', (_req, res) => {
+          res.locals.backgroundTasks.add({
+            name: 'roomy',
+            timeoutMs: 60_000,
             run: () => slow.promise,
           });
           res.end();
@@ -120,14 +128,15 @@ describe('timeouts', () => {
       },
     );
     await request(app).get('/unbounded').expect(200);
+    await request(app).get('/roomy').expect(200);
     await request(app).get('/tight').expect(200);
-    // 'tight' started after 'unbounded' and has timed out: a 5 ms limit on 'unbounded' would have fired too.
+    // 'tight' started after the others and has timed out: the middleware's 5 ms on either would have fired too.
     await tightTimedOut.promise;
-    expect(bg.stats()).toMatchObject({ running: 1, timedOut: 1 });
+    expect(bg.stats()).toMatchObject({ running: 2, timedOut: 1 });
     slow.open();
     await bg.idle();
     expect(log.find(LOG_MESSAGES.taskFailed).map((record) => record.task)).toEqual(['tight']);
-    expect(bg.stats()).toMatchObject({ succeeded: 1, timedOut: 1 });
+    expect(bg.stats()).toMatchObject({ succeeded: 2, timedOut: 1 });
   });
 
   test('a timed-out task that rejects later is not reported again', async () => {
@@ -483,19 +492,29 @@ describe('stats()', () => {
 describe('drain()', () => {
   test('resolves completed once every task has ended, including tasks added while draining', async () => {
     const events: string[] = [];
-    const release = gate();
-    const { app, bg } = appWith((tasks) =>
+    const releases = [gate(), gate()];
+    const firstDone = gate();
+    let requests = 0;
+    const { app, bg } = appWith((tasks) => {
+      const n = requests++;
       tasks.add(async () => {
-        await release.promise;
-        events.push('done');
-      }),
-    );
+        await releases[n].promise;
+        events.push(`done ${n}`);
+        if (n === 0) firstDone.open();
+      });
+    });
     await request(app).get('/').expect(200);
     const draining = bg.drain({ timeoutMs: 10_000 });
+    let settled = false;
+    void draining.then(() => (settled = true));
     await request(app).get('/').expect(200); // a request still in flight during shutdown
-    release.open();
+    releases[0].open();
+    await firstDone.promise;
+    await new Promise((resolve) => setImmediate(resolve)); // every pending turn of drain() has run
+    expect(settled).toBe(false); // the late task still runs: drain() waits for it too
+    releases[1].open();
     await expect(draining).resolves.toEqual({ completed: true, abandoned: 0 });
-    expect(events).toEqual(['done', 'done']);
+    expect(events).toEqual(['done 0', 'done 1']);
   });
 
   test('resolves at once when nothing is queued, with the default timeout', async () => {

@@ -79,7 +79,9 @@ describe('with a BullMQ durable queue', () => {
     await request(app).post('/?ref=mail').set('X-Request-Id', 'welcome-1').expect(202);
     await bg.idle();
     expect(bg.stats()).toMatchObject({ enqueued: 1, pending: 0, running: 0, succeeded: 0 });
-    const [job] = await queue.getWaiting();
+    const jobs = await queue.getWaiting();
+    expect(jobs).toHaveLength(1);
+    const [job] = jobs;
     expect(job.name).toBe('send-welcome');
     expect(job.data).toEqual({
       payload: { email: 'ann@example.com', tags: ['new'] },

@@ -6,7 +6,7 @@
 import type { ErrorRequestHandler, Request } from 'express';
 import type { HttpError } from 'http-errors';
 import type { Logger } from 'winston';
-import { checkErrorHeaders, errorBody, sendErrorResponse } from './error-response';
+import { checkErrorHeaders, cutShort, errorBody, sendErrorResponse } from './error-response';
 import {
   runOverride,
   toOverride,
@@ -51,7 +51,7 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
     resolveHandlerOptions(options);
 
   // Four declared parameters: Express recognises an error middleware by `length === 4`.
-  const handler: ErrorRequestHandler = function httpErrorHandler(thrown, req, res, next) {
+  const handler: ErrorRequestHandler = function httpErrorHandler(thrown, req, res, _next) {
     const tasks = queueOf(runner, req, res);
     const failure: Failure = { ...mapThrown(thrown), req, res, tasks, logger };
     const { error, status, cause, fromHttpError } = failure;
@@ -67,7 +67,10 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
     for (const { name, notify } of notifiers)
       tasks.add({ name, run: (ctx) => notify(error, req, ctx) });
     if (res.headersSent) {
-      next(thrown); // Express closes the connection: a second response cannot be written
+      // A second response cannot be written. Express's own final handler would close the
+      // connection, but it reads `status`, `stack` and `toString` of the raw thrown value, and a
+      // hostile one crashes the process there: so the response is ended here and Express never sees it.
+      cutShort(res);
       return;
     }
     const override = overrides.find((candidate) => candidate.matches(failure));

@@ -5,6 +5,7 @@
 import type { Request, Response } from 'express';
 import type { HttpError } from 'http-errors';
 import type { Logger } from 'winston';
+import { cutShort } from './error-response';
 import { isErrorStatus, type MappedError } from './http-error';
 import { LOG_MESSAGES, isThenable, safeLog } from './logging';
 import { checkFunction, fail, show } from './options';
@@ -86,8 +87,8 @@ export function runOverride(
     clearTimeout(timer);
     if (outcome === 'returned' && res.headersSent) return;
     logOverrideFailure(failure, outcome === 'returned' ? 'did not respond' : outcome, thrown);
-    if (!res.headersSent) fallback();
-    else if (!res.writableEnded) res.destroy(); // a half-written response cannot be completed
+    if (res.headersSent) cutShort(res);
+    else fallback();
   };
   try {
     const result = override.handle(failure.error, failure.req, res, failure.tasks);

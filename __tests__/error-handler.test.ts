@@ -121,6 +121,44 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       expect(res.headers['content-disposition']).toBeUndefined();
     });
 
+    test('caching headers of the failed response go, so no cache keeps the error as the page', async () => {
+      const { app } = makeApp(createExpress, (app) => {
+        app.get('/fail', (_req, res, next) => {
+          res.setHeader('Cache-Control', 'public, max-age=3600');
+          res.setHeader('Expires', 'Thu, 01 Jan 2099 00:00:00 GMT');
+          res.setHeader('ETag', '"v1"');
+          res.setHeader('Last-Modified', 'Wed, 21 Oct 2015 07:28:00 GMT');
+          res.setHeader('Vary', 'Accept-Encoding');
+          next(new Error('database down'));
+        });
+      });
+      const res = await request(app).get('/fail').expect(500, 'Internal Server Error');
+      for (const name of ['cache-control', 'expires', 'etag', 'last-modified'])
+        expect(res.headers[name]).toBeUndefined();
+      expect(res.headers.vary).toBe('Accept-Encoding');
+    });
+
+    test("the error's own headers may set Cache-Control and Expires again (a 503 with Retry-After)", async () => {
+      const { app } = makeApp(createExpress, (app) => {
+        app.get('/fail', (_req, res, next) => {
+          res.setHeader('Cache-Control', 'public, max-age=3600');
+          res.setHeader('ETag', '"v1"');
+          next(
+            createError(503, 'maintenance', {
+              headers: { 'Retry-After': '120', 'Cache-Control': 'no-store', Expires: '0' },
+            }),
+          );
+        });
+      });
+      const res = await request(app).get('/fail').expect(503, 'Service Unavailable');
+      expect(res.headers).toMatchObject({
+        'retry-after': '120',
+        'cache-control': 'no-store',
+        expires: '0',
+      });
+      expect(res.headers.etag).toBeUndefined();
+    });
+
     test('notFound() answers unknown routes with a plain-text 404', async () => {
       const { app } = makeApp(createExpress, (app) => {
         app.get('/known', (_req, res) => void res.end());

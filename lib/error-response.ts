@@ -20,12 +20,20 @@ const PROTECTED_HEADERS = new Set([
   'content-security-policy',
 ]);
 
-/** Headers left by the failed response that would misdescribe the error body. */
+/**
+ * Headers left by the failed response that would misdescribe the error body, or let a cache
+ * keep the error as if it were the page (a `Cache-Control: public` set before a throw would let
+ * a CDN serve the 500). The error's own `headers` are applied after, so it may set them again.
+ */
 const STALE_HEADERS = [
   'Content-Encoding',
   'Content-Language',
   'Content-Range',
   'Content-Disposition',
+  'Cache-Control',
+  'Expires',
+  'ETag',
+  'Last-Modified',
 ];
 
 /** The body: the error's message when it is exposed (4xx from http-errors), else the status text. */

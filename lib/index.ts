@@ -12,7 +12,7 @@ export { notFound } from './not-found';
 export { defineTask, type DefinedTask } from './define-task';
 export { TaskTimeoutError, TaskAbandonedError } from './attempt';
 export type { DrainOptions } from './runner';
-export { LOG_MESSAGES, type LogLevel } from './logging';
+export { LOG_MESSAGES, closeLogger, type CloseLoggerOptions, type LogLevel } from './logging';
 export { BACKGROUND_TASKS_DEFAULTS, type BackgroundTasksOptions } from './options';
 export type { DurableJob, DurableQueue } from './durable';
 export type {

@@ -5,7 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import winston from 'winston';
 import type { Logger } from 'winston';
-import { checkLogger } from './options';
+import { MAX_TIMER_MS, checkInteger, checkLogger, checkOptionsObject } from './options';
+import { writeRecordToStderr } from './stderr';
 import { errorFields, settle, toError } from './thrown';
 import type { TaskFailure, TaskRequest } from './types';
 
@@ -111,12 +112,17 @@ export function reportTaskFailed(
 }
 
 /**
- * Logs, and never throws. A logger that threw once (a transport whose `log()` throws) is jammed:
- * winston buffers every later record behind it and drops them silently. So from then on this
- * logger's records go to stderr as JSON lines, and none is lost.
+ * Logs, and never throws; a record the logger cannot take goes to stderr as a JSON line instead
+ * (synchronous for files and pipes), so none is lost:
+ * - a logger that threw once (a transport whose `log()` throws) is jammed: winston buffers every
+ *   later record behind it and drops them silently, so its records go to stderr from then on;
+ * - a logger that has `MAX_UNACKNOWLEDGED` records waiting has stopped acknowledging them (a
+ *   transport whose callback never comes, say): winston would hold every later record in memory,
+ *   without bound, so records go to stderr while that many wait;
+ * - a logger that was ended (`closeLogger()`) would drop the record with an error.
  */
 export function safeLog(logger: Logger, level: LogLevel, message: string, fields: object): void {
-  if (jammedLoggers.has(logger)) {
+  if (jammedLoggers.has(logger) || isClosed(logger) || isStalled(logger)) {
     writeToStderr(level, message, fields, undefined);
     return;
   }
@@ -128,8 +134,96 @@ export function safeLog(logger: Logger, level: LogLevel, message: string, fields
   }
 }
 
+/** The most records that may wait unacknowledged on one logger before records go to stderr. */
+export const MAX_UNACKNOWLEDGED = 1_000;
+
+export interface CloseLoggerOptions {
+  /** How long to wait for the transports to finish writing. Default: `5000`. */
+  timeoutMs?: number;
+}
+
+/**
+ * Ends a winston logger and resolves once each of its transports has finished writing (a `File`
+ * transport: its data handed to the operating system), so that `process.exit()` after it loses
+ * no line. Resolves `true` then, or `false` after `timeoutMs` (a transport that never finishes;
+ * said on stderr). Records logged by the library after this go to stderr.
+ */
+export function closeLogger(logger: Logger, options?: CloseLoggerOptions): Promise<boolean> {
+  checkLogger('closeLogger', logger);
+  const { timeoutMs } = checkOptionsObject('closeLogger', options, ['timeoutMs']);
+  const limit = checkInteger('closeLogger', 'timeoutMs', timeoutMs, 5_000, 0, MAX_TIMER_MS);
+  // winston's own 'finish' comes before its transports have written (winston issue #1250). A
+  // Console transport has finished once it handed its lines to process.stdout or stderr, which
+  // are asynchronous when they are pipes: they must be drained too.
+  const finished = Promise.all(logger.transports.map(whenFinished)).then(() =>
+    Promise.all([whenDrained(process.stdout), whenDrained(process.stderr)]),
+  );
+  logger.end();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(resolve, limit, false)));
+  return Promise.race([finished.then(() => true as const), late]).then((done) => {
+    clearTimeout(timer);
+    if (!done) {
+      writeToStderr('error', LOG_MESSAGES.loggerCloseTimedOut, { timeoutMs: limit }, undefined);
+    }
+    return done;
+  });
+}
+
 const jammedLoggers = new WeakSet<Logger>();
+const stalledLoggers = new WeakSet<Logger>();
 const guardedLoggers = new WeakSet<Logger>();
+
+/** What safeLog reads of a logger's stream state (readable-stream 3, under winston 3). */
+interface StreamState {
+  writableLength?: number;
+  readableLength?: number;
+  _writableState?: { ending?: boolean };
+}
+
+function isClosed(logger: Logger): boolean {
+  return (logger as unknown as StreamState)._writableState?.ending === true;
+}
+
+/**
+ * True while `MAX_UNACKNOWLEDGED` records wait. The first record of each such stall says so on
+ * stderr; the stall is over once the wait is down to half, so a logger at the limit does not
+ * print a notice per record.
+ */
+function isStalled(logger: Logger): boolean {
+  const stream = logger as unknown as StreamState;
+  const waiting = (stream.writableLength ?? 0) + (stream.readableLength ?? 0);
+  if (stalledLoggers.has(logger)) {
+    if (waiting > MAX_UNACKNOWLEDGED / 2) return waiting >= MAX_UNACKNOWLEDGED;
+    stalledLoggers.delete(logger);
+    return false;
+  }
+  if (waiting < MAX_UNACKNOWLEDGED) return false;
+  stalledLoggers.add(logger);
+  writeToStderr('error', LOG_MESSAGES.loggerStalled, { waiting }, undefined);
+  return true;
+}
+
+/** Resolves once a stream has handed everything written to it to the operating system. */
+function whenDrained(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => resolve();
+    stream.once('drain', done).once('close', done).once('error', done);
+  });
+}
+
+/** Resolves once a transport has finished (or failed, or closed): nothing more will be written. */
+function whenFinished(transport: object): Promise<void> {
+  const stream = transport as NodeJS.EventEmitter & {
+    _writableState?: { finished?: boolean };
+  };
+  if (stream._writableState?.finished === true) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => resolve();
+    stream.once('finish', done).once('close', done).once('error', done);
+  });
+}
 
 /**
  * Keeps a logger's `'error'` event (a transport that failed asynchronously) from becoming an
@@ -170,15 +264,11 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function writeToStderr(level: string, message: string, fields: object, loggerError: unknown): void {
-  try {
-    const record = {
-      level,
-      message,
-      ...fields,
-      ...(loggerError !== undefined && { loggerError: errorFields(toError(loggerError), false) }),
-    };
-    process.stderr.write(`${JSON.stringify(record)}\n`);
-  } catch {
-    // stderr is gone too: there is nowhere left to say it.
-  }
+  const record = {
+    level,
+    message,
+    ...fields,
+    ...(loggerError !== undefined && { loggerError: errorFields(toError(loggerError), false) }),
+  };
+  writeRecordToStderr(record);
 }

@@ -23,15 +23,21 @@ export function toError(value: unknown): Error {
   return error;
 }
 
-/** Copies an error's name, message and (optionally) stack into plain strings. */
+/**
+ * The most characters of an error's name, message or stack that a log record carries. A stack
+ * starts with the message, so a 10 MB message would otherwise make a 20 MB line.
+ */
+export const MAX_LOGGED_CHARS = 8_192;
+
+/** Copies an error's name, message and (optionally) stack into plain strings, each cut to `MAX_LOGGED_CHARS`. */
 export function errorFields(error: Error, withStack = true): ErrorFields {
   const fields: ErrorFields = {
-    name: readString(error, 'name') ?? 'Error',
-    message: readString(error, 'message') ?? '(unreadable message)',
+    name: clip(readString(error, 'name') ?? 'Error'),
+    message: clip(readString(error, 'message') ?? '(unreadable message)'),
   };
   if (withStack) {
     const stack = readString(error, 'stack');
-    if (stack !== undefined) fields.stack = stack;
+    if (stack !== undefined) fields.stack = clip(stack);
   }
   return fields;
 }
@@ -59,6 +65,15 @@ export function readProperty(value: unknown, key: PropertyKey): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** `text` cut to `MAX_LOGGED_CHARS`, with a marker that says how long it was; never half a surrogate pair. */
+function clip(text: string): string {
+  if (text.length <= MAX_LOGGED_CHARS) return text;
+  let end = MAX_LOGGED_CHARS;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}… [cut: ${text.length} characters in all]`;
 }
 
 function readString(value: unknown, key: string): string | undefined {

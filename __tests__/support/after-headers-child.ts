@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     const { app, bg, log } = makeApp(createExpress, (app) => {
       app.get('/fail/:value/:how', (req: Request, res: Response, next: NextFunction) => {
         res.write('partial');
-        return ways[req.params.how](hostileValues[req.params.value](), res, next);
+        return ways[String(req.params.how)](hostileValues[String(req.params.value)](), res, next);
       });
       app.get('/ok', (_req, res) => void res.send('ok'));
     });

@@ -1,0 +1,159 @@
+/**
+ * Where log records go when the logger cannot take them, and how a process gets every line out
+ * before it exits: a logger that stops acknowledging holds at most MAX_UNACKNOWLEDGED records
+ * and the rest reach stderr; `closeLogger()` resolves once a File transport has written
+ * everything; a record after that reaches stderr; error messages and stacks are cut to a bound.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import request from 'supertest';
+import winston from 'winston';
+import Transport from 'winston-transport';
+import { LOG_MESSAGES, closeLogger } from '../lib';
+import { MAX_UNACKNOWLEDGED } from '../lib/logging';
+import { MAX_LOGGED_CHARS } from '../lib/thrown';
+import { EXPRESS_VERSIONS, makeApp } from './support/apps';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'ebt-logging-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface ChildRun {
+  /** JSON lines the child printed on stdout. */
+  events: Array<Record<string, unknown>>;
+  /** JSON lines the child printed on stderr. */
+  stderr: Array<Record<string, unknown>>;
+}
+
+function runChild(mode: string): Promise<ChildRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [
+        '--expose-gc',
+        '-r',
+        'ts-node/register/transpile-only',
+        path.join(__dirname, 'support/logger-child.ts'),
+      ],
+      { cwd: path.join(__dirname, '..'), env: { ...process.env, MODE: mode } },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`child exited ${code}:\n${stdout}\n${stderr}`));
+      const parse = (text: string) =>
+        text
+          .split('\n')
+          .filter((line) => line.startsWith('{'))
+          .map((line) => JSON.parse(line) as Record<string, unknown>);
+      resolve({ events: parse(stdout), stderr: parse(stderr) });
+    });
+  });
+}
+
+describe('a logger whose transport never acknowledges a record', () => {
+  let run: ChildRun;
+  beforeAll(async () => {
+    run = await runChild('stuck');
+  }, 60_000);
+
+  test(`holds at most ${MAX_UNACKNOWLEDGED} records: of 20,000 failures at least 19,000 reach stderr`, () => {
+    const failures = run.stderr.filter((r) => r.message === LOG_MESSAGES.taskFailed);
+    // The 2,000 of the warm-up fill the logger first; the 20,000 after them all overflow.
+    expect(failures.length).toBeGreaterThanOrEqual(19_000 + 2_000 - MAX_UNACKNOWLEDGED - 100);
+    expect(failures.length).toBeLessThanOrEqual(22_000);
+    expect(failures[0]).toMatchObject({
+      level: 'error',
+      task: 'failing',
+      error: { name: 'Error' },
+    });
+    expect(run.events[0].stats).toMatchObject({ failed: 22_000, pending: 0, running: 0 });
+  });
+
+  test('says once on stderr that the logger is not keeping up', () => {
+    expect(run.stderr.filter((r) => r.message === LOG_MESSAGES.loggerStalled)).toEqual([
+      expect.objectContaining({ level: 'error', waiting: MAX_UNACKNOWLEDGED }),
+    ]);
+  });
+
+  test('memory stays bounded: heap growth under 10 MB over the 20,000 failures', () => {
+    expect(run.events[0].heapGrowth).toBeLessThan(10 * 1024 * 1024);
+  });
+});
+
+test('a failure logged after closeLogger() reaches stderr, not the void', async () => {
+  const run = await runChild('closed');
+  expect(run.events[0].stats).toMatchObject({ failed: 1 });
+  expect(run.stderr).toEqual([
+    expect.objectContaining({ level: 'error', message: LOG_MESSAGES.taskFailed, task: 'failing' }),
+  ]);
+}, 30_000);
+
+describe('closeLogger()', () => {
+  test('resolves true once a File transport has written every record', async () => {
+    const file = path.join(dir, 'close.log');
+    const logger = winston.createLogger({
+      format: winston.format.json(),
+      transports: [new winston.transports.File({ filename: file })],
+    });
+    for (let i = 0; i < 5_000; i++) logger.info('record', { i, padding: 'p'.repeat(100) });
+    await expect(closeLogger(logger)).resolves.toBe(true);
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(5_000);
+    expect(JSON.parse(lines[4_999])).toMatchObject({ message: 'record', i: 4_999 });
+  });
+
+  test('resolves false after timeoutMs when a transport never finishes', async () => {
+    class Stuck extends Transport {
+      override log(): void {}
+    }
+    const logger = winston.createLogger({ transports: [new Stuck()] });
+    logger.info('never written');
+    await expect(closeLogger(logger, { timeoutMs: 50 })).resolves.toBe(false);
+  });
+
+  test('checks its arguments', () => {
+    expect(() => closeLogger({} as winston.Logger)).toThrow(
+      /closeLogger\(\): option "logger" must be a winston Logger/,
+    );
+    const logger = winston.createLogger({ transports: [] });
+    expect(() => closeLogger(logger, { timeoutMs: -1 })).toThrow(
+      /closeLogger\(\): option "timeoutMs" must be an integer from 0/,
+    );
+    expect(() => closeLogger(logger, { wait: 1 } as never)).toThrow(/unknown option "wait"/);
+  });
+});
+
+describe.each(EXPRESS_VERSIONS)('%s: error messages and stacks are cut', (_name, createExpress) => {
+  test(`a 10 MB message is logged as at most ${MAX_LOGGED_CHARS} characters and a marker, in the task's line and the request's`, async () => {
+    const huge = 'm'.repeat(10 * 1024 * 1024);
+    const { app, bg, log } = makeApp(createExpress, (app) => {
+      app.get('/task', (_req, res) => {
+        res.locals.backgroundTasks.add(function hugeFailure() {
+          throw new Error(huge);
+        });
+        res.end();
+      });
+      app.get('/route', () => {
+        throw new Error(huge);
+      });
+    });
+    await request(app).get('/task').expect(200);
+    await request(app).get('/route').expect(500);
+    await bg.idle();
+    const records = [...log.find(LOG_MESSAGES.taskFailed), ...log.find(LOG_MESSAGES.requestFailed)];
+    expect(records).toHaveLength(2);
+    for (const record of records) {
+      const error = record.error as { message: string; stack: string };
+      const marker = `… [cut: ${huge.length} characters in all]`;
+      expect(error.message).toBe(`${huge.slice(0, MAX_LOGGED_CHARS)}${marker}`);
+      expect(error.stack.startsWith(`Error: ${'m'.repeat(100)}`)).toBe(true);
+      expect(error.stack.endsWith(`characters in all]`)).toBe(true);
+      expect(record.line.length).toBeLessThan(3 * MAX_LOGGED_CHARS);
+    }
+  });
+});

@@ -1,7 +1,8 @@
 /**
- * Graceful shutdown of a real child process running the demo app: on SIGTERM or SIGINT it
- * drains its background tasks and exits 0; a task longer than the drain bound is logged as
- * abandoned, by name, and the process still exits.
+ * Graceful shutdown of a real child process running the demo app, which follows the README's
+ * recipe: on SIGTERM or SIGINT it drains its background tasks and exits 0; a task longer than the
+ * drain bound is logged as abandoned, by name, and the process still exits; with a File transport
+ * every line it logged is in the file when it has exited.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -75,7 +76,12 @@ test.each(['SIGTERM', 'SIGINT'] as const)(
       expect(demo.notifications()).toMatch(
         /notification for reports@example\.com: report [\w-]+ built in 300 ms/,
       );
-      expect(demo.output()).toContain('drained: {"completed":true,"abandoned":0}');
+      expect(logLines(demo.output()).pop()).toMatchObject({
+        level: 'info',
+        message: 'shutdown complete',
+        completed: true,
+        abandoned: 0,
+      });
     } finally {
       demo.child.kill('SIGKILL');
     }
@@ -98,9 +104,46 @@ test('a task longer than the drain bound is logged as abandoned, by name, and th
         state: 'running',
       }),
     );
-    expect(demo.output()).toContain('drained: {"completed":false,"abandoned":1}');
+    expect(logLines(demo.output()).pop()).toMatchObject({
+      message: 'shutdown complete',
+      completed: false,
+      abandoned: 1,
+    });
     expect(demo.notifications()).toBe('');
   } finally {
     demo.child.kill('SIGKILL');
   }
 }, 30_000);
+
+test('with LOG_FILE, every abandoned task has its line in the file, then "shutdown complete"', async () => {
+  const logFile = path.join(mkdtempSync(path.join(tmpdir(), 'ebt-logfile-')), 'demo.log');
+  dirs.push(path.dirname(logFile));
+  const demo = await startDemo({ DRAIN_TIMEOUT_MS: '200', LOG_FILE: logFile });
+  try {
+    const tasks = 300;
+    for (let i = 0; i < tasks; i++) {
+      await request(demo.base)
+        .post('/report?ms=60000')
+        .set('X-Request-Id', `slow-${i}`)
+        .expect(202);
+    }
+    demo.child.kill('SIGTERM');
+    expect(await demo.exited).toBe(0);
+    const lines = readFileSync(logFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const abandoned = lines.filter((line) => line.message === 'background task abandoned');
+    expect(abandoned).toHaveLength(tasks);
+    expect(new Set(abandoned.map((line) => line.requestId)).size).toBe(tasks);
+    expect(lines.at(-1)).toMatchObject({
+      level: 'info',
+      message: 'shutdown complete',
+      completed: false,
+      abandoned: tasks,
+    });
+    expect(logLines(demo.output())).toEqual([]); // nothing went to the console instead
+  } finally {
+    demo.child.kill('SIGKILL');
+  }
+}, 60_000);

@@ -7,12 +7,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express, NextFunction, Request, Response } from 'express';
 import createError from 'http-errors';
-import request from 'supertest';
-import winston from 'winston';
-import Transport from 'winston-transport';
-import { LOG_MESSAGES, backgroundTasks, httpErrorHandler, notFound } from '../lib';
+import { LOG_MESSAGES, notFound } from '../lib';
 import { EXPRESS_VERSIONS, makeApp, type TestAppOptions } from './support/apps';
-import { throwingLogger, type CapturedLogger } from './support/capture';
+import type { CapturedLogger } from './support/capture';
 
 type Route = (req: Request, res: Response, next: NextFunction) => unknown;
 
@@ -331,79 +328,6 @@ describe.each(EXPRESS_VERSIONS)('%s', (version, createExpress) => {
       server.close();
     }
   });
-});
-
-test('a winston transport that throws: the response is sent, and that record and every later one go to stderr', async () => {
-  const logger = throwingLogger();
-  const bg = backgroundTasks({ logger });
-  const [, express5] = EXPRESS_VERSIONS[0];
-  const app = express5();
-  app.use(bg);
-  app.get('/', (_req, res, next) => {
-    res.locals.backgroundTasks.add(function failingTask() {
-      throw new Error('task failed');
-    });
-    next(createError(500, secret));
-  });
-  app.use(httpErrorHandler({ backgroundTasks: bg }));
-  const written: string[] = [];
-  const write = process.stderr.write;
-  process.stderr.write = ((chunk: string) =>
-    written.push(String(chunk)) > 0) as typeof process.stderr.write;
-  try {
-    await request(app).get('/').expect(500, 'Internal Server Error');
-    await bg.idle();
-  } finally {
-    process.stderr.write = write;
-  }
-  const records = written.map((line) => JSON.parse(line));
-  expect(records).toEqual([
-    expect.objectContaining({
-      message: LOG_MESSAGES.requestFailed,
-      loggerError: expect.objectContaining({ message: 'transport is broken' }),
-    }),
-    expect.objectContaining({ message: LOG_MESSAGES.taskFailed, task: 'failingTask' }),
-  ]);
-  expect(bg.stats()).toMatchObject({ failed: 1 });
-});
-
-test('a winston transport that fails asynchronously: no crash, and later records go to stderr', async () => {
-  const delivered: string[] = [];
-  class Failing extends Transport {
-    override log(info: { message: string }, callback: (error?: Error) => void): void {
-      delivered.push(info.message);
-      setImmediate(() => callback(new Error('disk full')));
-    }
-  }
-  const logger = winston.createLogger({ transports: [new Failing()] });
-  const bg = backgroundTasks({ logger });
-  const [, express5] = EXPRESS_VERSIONS[0];
-  const app = express5();
-  app.use(bg);
-  app.get('/', (_req, res) => {
-    res.locals.backgroundTasks.add(function failingTask() {
-      throw new Error('task failed');
-    });
-    res.end();
-  });
-  const written: string[] = [];
-  const write = process.stderr.write;
-  process.stderr.write = ((chunk: string) =>
-    written.push(String(chunk)) > 0) as typeof process.stderr.write;
-  try {
-    await request(app).get('/').expect(200);
-    await bg.idle();
-    await new Promise((resolve) => setImmediate(resolve)); // the transport fails a tick later
-    await request(app).get('/').expect(200);
-    await bg.idle();
-  } finally {
-    process.stderr.write = write;
-  }
-  expect(delivered).toEqual([LOG_MESSAGES.taskFailed]);
-  expect(written.map((line) => JSON.parse(line).message)).toEqual([
-    LOG_MESSAGES.loggerFailed,
-    LOG_MESSAGES.taskFailed,
-  ]);
 });
 
 async function listen(app: Express): Promise<http.Server> {

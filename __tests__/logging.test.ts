@@ -1,8 +1,10 @@
 /**
  * Where log records go when the logger cannot take them, and how a process gets every line out
- * before it exits: a logger that stops acknowledging holds at most MAX_UNACKNOWLEDGED records
- * and the rest reach stderr; `closeLogger()` resolves once a File transport has written
- * everything; a record after that reaches stderr; error messages and stacks are cut to a bound.
+ * before it exits: a logger that throws or fails sends its records to stderr; one that stops
+ * acknowledging holds at most MAX_UNACKNOWLEDGED records and the rest reach stderr;
+ * `closeLogger()` resolves once a File transport has written everything; a record after that
+ * reaches stderr; error messages and stacks are cut to a bound. What reaches stderr is read from
+ * a real child process's stderr.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,7 +28,7 @@ interface ChildRun {
   stderr: Array<Record<string, unknown>>;
 }
 
-function runChild(mode: string): Promise<ChildRun> {
+function runChild(scenario: string): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -36,7 +38,7 @@ function runChild(mode: string): Promise<ChildRun> {
         'ts-node/register/transpile-only',
         path.join(__dirname, 'support/logger-child.ts'),
       ],
-      { cwd: path.join(__dirname, '..'), env: { ...process.env, MODE: mode } },
+      { cwd: path.join(__dirname, '..'), env: { ...process.env, SCENARIO: scenario } },
     );
     let stdout = '';
     let stderr = '';
@@ -68,7 +70,7 @@ describe('a logger whose transport never acknowledges a record', () => {
     expect(failures.length).toBeLessThanOrEqual(22_000);
     expect(failures[0]).toMatchObject({
       level: 'error',
-      task: 'failing',
+      task: 'failingTask',
       error: { name: 'Error' },
     });
     expect(run.events[0].stats).toMatchObject({ failed: 22_000, pending: 0, running: 0 });
@@ -89,7 +91,38 @@ test('a failure logged after closeLogger() reaches stderr, not the void', async 
   const run = await runChild('closed');
   expect(run.events[0].stats).toMatchObject({ failed: 1 });
   expect(run.stderr).toEqual([
-    expect.objectContaining({ level: 'error', message: LOG_MESSAGES.taskFailed, task: 'failing' }),
+    expect.objectContaining({
+      level: 'error',
+      message: LOG_MESSAGES.taskFailed,
+      task: 'failingTask',
+    }),
+  ]);
+}, 30_000);
+
+test('a winston transport that throws: the response is sent, and that record and every later one go to stderr', async () => {
+  const run = await runChild('throwing');
+  expect(run.events[0]).toMatchObject({
+    response: { status: 500, body: 'Internal Server Error' },
+    stats: { failed: 1 },
+  });
+  expect(run.stderr).toEqual([
+    expect.objectContaining({
+      message: LOG_MESSAGES.requestFailed,
+      loggerError: expect.objectContaining({ message: 'transport is broken' }),
+    }),
+    expect.objectContaining({ message: LOG_MESSAGES.taskFailed, task: 'failingTask' }),
+  ]);
+}, 30_000);
+
+test('a winston transport that fails asynchronously: no crash, and later records go to stderr', async () => {
+  const run = await runChild('failing-later');
+  expect(run.events[0]).toMatchObject({
+    delivered: [LOG_MESSAGES.taskFailed],
+    stats: { failed: 2 },
+  });
+  expect(run.stderr.map((record) => record.message)).toEqual([
+    LOG_MESSAGES.loggerFailed,
+    LOG_MESSAGES.taskFailed,
   ]);
 }, 30_000);
 

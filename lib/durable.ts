@@ -2,6 +2,7 @@
  * The seam between the in-process runner and a durable queue (BullMQ, in `express-background-tasks/bullmq`):
  * what a durable queue must offer, and what it is handed for each task.
  */
+import type { TraceCarrier } from './telemetry';
 import type { TaskRequest } from './types';
 
 /** One task handed to a durable queue, when the response that queued it has ended. */
@@ -14,6 +15,11 @@ export interface DurableJob {
   readonly timeoutMs: number;
   readonly retries: number;
   readonly retryDelayMs: number;
+  /**
+   * The W3C trace context of the hand-off's `PRODUCER` span, when an OpenTelemetry SDK records it:
+   * a worker's span for the job continues the trace.
+   */
+  readonly trace?: TraceCarrier;
 }
 
 export interface DurableQueue {

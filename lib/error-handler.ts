@@ -18,6 +18,7 @@ import { mapThrown } from './http-error';
 import { LOG_MESSAGES, safeLog, useLogger, type LogLevel } from './logging';
 import { backgroundTasks, queueOf, runnerOf, withControls, type TaskControls } from './middleware';
 import { MAX_TIMER_MS, checkFunction, checkInteger, checkOptionsObject, fail } from './options';
+import { urlOf } from './request-queue';
 import type { TaskRunner } from './runner';
 import { errorFields, readProperty } from './thrown';
 import type { TaskContext } from './types';
@@ -56,12 +57,11 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
     const failure: Failure = { ...mapThrown(thrown), req, res, tasks, logger };
     const { error, status, cause, fromHttpError } = failure;
     const level = status >= 500 || !fromHttpError ? 'error' : clientErrorLogLevel;
-    const { method, url } = tasks.describeRequest();
     safeLog(logger, level, LOG_MESSAGES.requestFailed, {
       status,
       requestId: tasks.requestId,
-      method,
-      url,
+      method: req.method,
+      url: urlOf(req),
       error: errorFields(cause, level === 'error'),
     });
     for (const { name, notify } of notifiers)

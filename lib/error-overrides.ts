@@ -7,10 +7,10 @@ import type { HttpError } from 'http-errors';
 import type { Logger } from 'winston';
 import { cutShort } from './error-response';
 import { isErrorStatus, type MappedError } from './http-error';
-import { LOG_MESSAGES, isThenable, safeLog } from './logging';
+import { LOG_MESSAGES, safeLog } from './logging';
 import { checkFunction, fail, show } from './options';
 import type { BackgroundTasks } from './queue';
-import { errorFields, settle, toError } from './thrown';
+import { errorFields, isThenable, settle, toError } from './thrown';
 
 /** Which errors an override handles. */
 export type OverrideMatch =

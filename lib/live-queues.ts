@@ -3,13 +3,13 @@
  * through the queues themselves, so that joining and leaving (once per request that queues a
  * task) allocate nothing and hash nothing, as a `Set` would.
  */
-import type { BackgroundTasks } from './queue';
+import type { RequestQueue } from './request-queue';
 
 export class LiveQueues {
-  private first: BackgroundTasks | undefined = undefined;
-  private last: BackgroundTasks | undefined = undefined;
+  private first: RequestQueue | undefined = undefined;
+  private last: RequestQueue | undefined = undefined;
 
-  add(queue: BackgroundTasks): void {
+  add(queue: RequestQueue): void {
     if (queue.isLive) return;
     queue.isLive = true;
     queue.previousLive = this.last;
@@ -18,7 +18,7 @@ export class LiveQueues {
     this.last = queue;
   }
 
-  delete(queue: BackgroundTasks): void {
+  delete(queue: RequestQueue): void {
     if (!queue.isLive) return;
     const { previousLive, nextLive } = queue;
     if (previousLive === undefined) this.first = nextLive;
@@ -30,8 +30,8 @@ export class LiveQueues {
   }
 
   /** Empties the list and returns what it held, oldest first. */
-  takeAll(): BackgroundTasks[] {
-    const all: BackgroundTasks[] = [];
+  takeAll(): RequestQueue[] {
+    const all: RequestQueue[] = [];
     while (this.first !== undefined) {
       all.push(this.first);
       this.delete(this.first);

@@ -1,14 +1,14 @@
 /**
- * Every log line the library writes, in one place: constant messages (winston drops metadata
- * when a message holds a `%s`-like token), explicit fields, and a logger that may itself throw.
+ * How a log record reaches its destination: the constant messages of every line the library
+ * writes (winston drops metadata when a message holds a `%s`-like token), the default logger,
+ * and delivery that survives a logger that throws, stalls or was closed, down to `closeLogger()`
+ * for a shutdown that loses no line.
  */
-import { performance } from 'node:perf_hooks';
 import winston from 'winston';
 import type { Logger } from 'winston';
 import { MAX_TIMER_MS, checkInteger, checkLogger, checkOptionsObject } from './options';
 import { writeRecordToStderr } from './stderr';
-import { errorFields, settle, toError } from './thrown';
-import type { TaskFailure, TaskRequest } from './types';
+import { errorFields, toError } from './thrown';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -50,65 +50,6 @@ export function useLogger(where: string, given: Logger | undefined): Logger {
   const logger = given ?? createDefaultLogger();
   guardLogger(logger);
   return logger;
-}
-
-/** The fields that place a task: which one, for which request. */
-export interface TaskLogFields {
-  task: string;
-  requestId: string;
-  method: string;
-  url: string;
-  statusCode?: number;
-}
-
-/** Fields for a request as a task sees it. */
-export function requestFields(task: string, request: TaskRequest): TaskLogFields {
-  return {
-    task,
-    requestId: request.id,
-    method: request.method,
-    url: request.url,
-    statusCode: request.statusCode,
-  };
-}
-
-/** The fields of a failed attempt's log line, and of the `onTaskError` hook's call. */
-export function failureFields(
-  task: string,
-  request: TaskRequest,
-  attempt: number,
-  startedAt: number,
-  timedOut: boolean,
-  error: Error,
-) {
-  return {
-    ...requestFields(task, request),
-    attempt,
-    durationMs: Math.round((performance.now() - startedAt) * 100) / 100,
-    timedOut,
-    error: errorFields(error),
-  };
-}
-
-/**
- * A task's last attempt failed: logs it at `error`, then calls the `onTaskError` hook. The
- * in-process runner and the BullMQ worker both end a failed task here.
- */
-export function reportTaskFailed(
-  logger: Logger,
-  fields: ReturnType<typeof failureFields> & { jobId?: string },
-  error: Error,
-  request: TaskRequest,
-  onTaskError: ((failure: TaskFailure) => unknown) | undefined,
-): void {
-  safeLog(logger, 'error', LOG_MESSAGES.taskFailed, fields);
-  if (onTaskError === undefined) return;
-  const { task, attempt, durationMs, timedOut, jobId } = fields;
-  const withJob = jobId === undefined ? {} : { jobId };
-  const failure: TaskFailure = { task, attempt, durationMs, timedOut, error, request, ...withJob };
-  callHook(logger, 'onTaskError', { ...requestFields(task, request), ...withJob }, () =>
-    onTaskError(failure),
-  );
 }
 
 /**
@@ -237,30 +178,6 @@ export function guardLogger(logger: Logger): void {
     jammedLoggers.add(logger);
     writeToStderr('error', LOG_MESSAGES.loggerFailed, {}, loggerError);
   });
-}
-
-/** Calls a user's hook; a throw or a rejection is logged, never let loose. */
-export function callHook(logger: Logger, hook: string, fields: object, call: () => unknown): void {
-  const logFailure = (thrown: unknown) =>
-    safeLog(logger, 'error', LOG_MESSAGES.hookFailed, {
-      ...fields,
-      hook,
-      error: errorFields(toError(thrown)),
-    });
-  try {
-    const result = call();
-    if (isThenable(result)) settle(result).catch(logFailure);
-  } catch (thrown) {
-    logFailure(thrown);
-  }
-}
-
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
-  );
 }
 
 function writeToStderr(level: string, message: string, fields: object, loggerError: unknown): void {

@@ -1,13 +1,16 @@
 /**
  * `BackgroundTasks`: the task queue of one request, at `res.locals.backgroundTasks`. Routes add
- * to it; its middleware's runner runs it once the response has ended.
+ * to it; its middleware's runner runs the tasks once the response has ended. It shows only its
+ * public API: everything else is in private fields, so that `res.locals` still serialises
+ * (`JSON.stringify` gives `{ "size": n }`) and prints short.
  */
-import type { AsyncResource } from 'node:async_hooks';
+import { inspect } from 'node:util';
 import type { Request, Response } from 'express';
 import type { DefinedTask } from './define-task';
-import type { TaskRunner, Attempt } from './runner';
-import { toTask, type Task } from './task';
-import type { TaskObject, TaskRequest } from './types';
+import { RequestQueue } from './request-queue';
+import type { TaskRunner } from './runner';
+import { toTask } from './task';
+import type { TaskObject } from './types';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -22,56 +25,30 @@ declare global {
 }
 
 export class BackgroundTasks {
-  /** @internal Tasks not yet started, oldest first from `head`. Made on the first `add()`. */
-  private list: Task[] | undefined = undefined;
-  private head = 0;
-  /** @internal The response has ended (finished or aborted): tasks may start. */
-  ended = false;
-  /** @internal The request as tasks see it, fixed once the response has ended and it is first needed. */
-  private request: TaskRequest | undefined = undefined;
-  /** @internal An on-finished listener is attached. */
-  watching = false;
-  /** @internal The runner is working through this queue (running, in line, or waiting to retry). */
-  active = false;
-  /** @internal In the runner's live queues (see `LiveQueues`). */
-  isLive = false;
-  /** @internal */
-  previousLive: BackgroundTasks | undefined = undefined;
-  /** @internal */
-  nextLive: BackgroundTasks | undefined = undefined;
-  /** @internal The async attempt now running. */
-  attempt: Attempt | undefined = undefined;
-  /** @internal A task that failed and waits for its retry; it runs before the rest. */
-  retrying: Task | undefined = undefined;
-  /** @internal */
-  retryTimer: NodeJS.Timeout | undefined = undefined;
-  /** @internal The request's async context, taken at the first task: where every start runs. */
-  scope: AsyncResource | undefined = undefined;
-  /** @internal Defined tasks bound for the durable queue when the response ends. */
-  private durable: Task[] | undefined = undefined;
-
-  /** @internal */
-  readonly runner: TaskRunner;
-  /** @internal Until released (see `release()`). */
-  req: Request | undefined;
-  /** @internal Until released (see `release()`). */
-  res: Response | undefined;
-  /** The request's id, as in `res.locals.requestId` and every log line of its tasks. */
-  readonly requestId: string;
+  readonly #runner: TaskRunner;
+  readonly #requestId: string;
+  /** Until the first `add()` hands them to the record. */
+  #req: Request | undefined;
+  #res: Response | undefined;
+  /** The runner's record of this request's tasks, made at the first `add()`. */
+  #record: RequestQueue | undefined = undefined;
 
   /** @internal Made by the middleware (or the error handler), one per request. */
   constructor(runner: TaskRunner, req: Request, res: Response, requestId: string) {
-    this.runner = runner;
-    this.req = req;
-    this.res = res;
-    this.requestId = requestId;
+    this.#runner = runner;
+    this.#req = req;
+    this.#res = res;
+    this.#requestId = requestId;
+  }
+
+  /** The request's id, as in `res.locals.requestId` and every log line of its tasks. */
+  get requestId(): string {
+    return this.#requestId;
   }
 
   /** Tasks added and not yet started (nor handed to a durable queue). */
   get size(): number {
-    return (
-      (this.list === undefined ? 0 : this.list.length - this.head) + (this.durable?.length ?? 0)
-    );
+    return this.#record?.size ?? 0;
   }
 
   /** Queues `fn(...args)`; the arguments are checked against `fn`'s parameters. */
@@ -81,94 +58,36 @@ export class BackgroundTasks {
   /** Queues a task made by `defineTask`; the payload must survive JSON. */
   add<Payload>(task: DefinedTask<Payload>, payload: NoInfer<Payload>): this;
   add(task: unknown, ...args: unknown[]): this {
-    this.runner.submit(this, toTask(task, args, this.runner.policy));
+    const runner = this.#runner;
+    const queued = toTask(task, args, runner.policy);
+    if (this.#record === undefined) {
+      this.#record = new RequestQueue(this.#req, this.#res, this.#requestId);
+      this.#req = this.#res = undefined;
+    }
+    runner.submit(this.#record, queued);
     return this;
   }
 
   /** Removes the tasks not yet started (not one that runs or waits to retry), and returns how many. */
   clear(): number {
-    const removed = this.size;
-    this.list = undefined;
-    this.head = 0;
-    this.durable = undefined;
-    if (removed > 0) this.runner.withdraw(this, removed);
+    const record = this.#record;
+    const removed = record === undefined ? 0 : record.clear();
+    if (removed > 0) this.#runner.withdraw(record!, removed);
     return removed;
   }
 
-  /** @internal */
-  push(task: Task): void {
-    // `[task]`, not `[]` then push: a first push gives an empty array room for 17 (152 bytes),
-    // and most requests queue one task, which may wait behind `concurrency` for a while.
-    if (this.list === undefined) this.list = [task];
-    else this.list.push(task);
+  /** What `JSON.stringify(res.locals)` shows of the queue. */
+  toJSON(): { size: number } {
+    return { size: this.size };
   }
 
-  /** @internal */
-  pushDurable(task: Task): void {
-    (this.durable ??= []).push(task);
+  /** What `util.inspect` and `console.log` show. */
+  [inspect.custom](): string {
+    return `BackgroundTasks { size: ${this.size} }`;
   }
 
-  /** @internal Removes and returns the tasks bound for the durable queue. */
-  takeDurable(): Task[] | undefined {
-    const durable = this.durable;
-    this.durable = undefined;
-    return durable;
-  }
-
-  /** @internal A task is ready to run here. */
-  hasNext(): boolean {
-    return this.retrying !== undefined || (this.list !== undefined && this.head < this.list.length);
-  }
-
-  /** @internal The task to start next: one waiting to retry, else the oldest. */
-  takeNext(): Task | undefined {
-    const retry = this.retrying;
-    if (retry !== undefined) {
-      this.retrying = undefined;
-      return retry;
-    }
-    const list = this.list;
-    if (list === undefined || this.head === list.length) return undefined;
-    const task = list[this.head++];
-    if (this.head === list.length) {
-      this.list = undefined;
-      this.head = 0;
-    }
-    return task;
-  }
-
-  /** @internal Removes and returns every task not yet started: durable ones, a waiting retry, the rest. */
-  takeAll(): Task[] {
-    const all: Task[] = this.takeDurable() ?? [];
-    for (let task = this.takeNext(); task !== undefined; task = this.takeNext()) all.push(task);
-    return all;
-  }
-
-  /**
-   * @internal The response has ended and tasks are still outstanding: fixes `request`, and lets
-   * go of req and res, so that a task which runs for long does not keep them alive. (A queue
-   * whose tasks all ended synchronously never needs this: it dies with its response.)
-   */
-  release(): void {
-    if (this.res === undefined) return;
-    this.describeRequest();
-    this.req = undefined;
-    this.res = undefined;
-  }
-
-  /** @internal The request as tasks and logs see it. Once the response has ended it no longer changes. */
-  describeRequest(): TaskRequest {
-    if (this.request !== undefined) return this.request;
-    const req = this.req!;
-    const res = this.res!;
-    const request: TaskRequest = {
-      id: this.requestId,
-      method: req.method,
-      url: req.originalUrl ?? req.url,
-      statusCode: res.statusCode,
-      aborted: this.ended && !res.writableFinished,
-    };
-    if (this.ended) this.request = request;
-    return request;
+  /** @internal The runner's record, for the tests of what it holds. */
+  static recordOf(tasks: BackgroundTasks): RequestQueue | undefined {
+    return tasks.#record;
   }
 }

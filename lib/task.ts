@@ -2,13 +2,19 @@
  * One queued task: what `add()` was given, normalised into a single shape the runner can call,
  * with its name and policy settled at the call site so that a bad task fails there.
  */
+import type { Context, Span } from '@opentelemetry/api';
+import type { Attempting } from './observer';
 import { resolvePolicy, show, type ResolvedPolicy } from './options';
 import type { TaskContext, TaskObject } from './types';
 import { isDefinedTask, type DefinedTask } from './define-task';
 
-export class Task {
-  /** Attempts made so far. */
+export class Task implements Attempting {
+  /** Attempts made so far: the number of the one running, while one runs. */
   attempt = 0;
+  startedAt = 0;
+  span: Span | undefined = undefined;
+  /** The context active at `add()`, set by the runner when it takes the task. */
+  parentContext: Context | undefined = undefined;
 
   constructor(
     readonly name: string,

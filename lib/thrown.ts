@@ -56,6 +56,15 @@ export function settle(value: unknown): Promise<unknown> {
   return isOrdinaryPromise(value) ? value : adopt(value);
 }
 
+/** True for anything with a callable `then`: what `await` would adopt. */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
+
 /** Reads a property of an untrusted value; a throwing getter or proxy trap yields `undefined`. */
 export function readProperty(value: unknown, key: PropertyKey): unknown {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function'))

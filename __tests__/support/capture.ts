@@ -42,13 +42,3 @@ export function captureLogger(level = 'debug'): CapturedLogger {
     find: (message) => records.filter((record) => record.message === message),
   };
 }
-
-/** A logger whose transport throws on every record. */
-export function throwingLogger(): Logger {
-  class Broken extends Transport {
-    override log(): void {
-      throw new Error('transport is broken');
-    }
-  }
-  return winston.createLogger({ transports: [new Broken()] });
-}

@@ -1,15 +1,19 @@
 /**
- * The child process of logging.test.ts, for what only a real process shows: records that go to
- * its stderr, and its heap. `MODE=stuck`: 20,000 failing tasks logged through a transport that
- * never acknowledges a record, then the heap growth as a JSON line on stdout. `MODE=closed`: a
- * failing task after `closeLogger()`.
+ * The child process of logging.test.ts, for what only a real process shows: the records that
+ * reach its stderr, and its heap. One scenario per run, named by `SCENARIO`; each prints what it
+ * saw as one JSON line on stdout.
+ * - `stuck`: 20,000 failing tasks logged through a transport that never acknowledges a record.
+ * - `closed`: a failing task after `closeLogger()`.
+ * - `throwing`: a 500 and a failing task, logged through a transport that throws.
+ * - `failing-later`: a transport that fails asynchronously, then a second failing task.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import createError from 'http-errors';
 import winston from 'winston';
 import Transport from 'winston-transport';
-import { backgroundTasks, closeLogger } from '../../lib';
+import { backgroundTasks, closeLogger, httpErrorHandler } from '../../lib';
 
 const say = (event: object) => process.stdout.write(`${JSON.stringify(event)}\n`);
 
@@ -18,38 +22,66 @@ class Stuck extends Transport {
   override log(): void {}
 }
 
-async function main(): Promise<void> {
-  const stuck = process.env.MODE === 'stuck';
-  const logger = winston.createLogger({
-    format: winston.format.json(),
-    transports: [stuck ? new Stuck() : new winston.transports.Console()],
-  });
+class Throwing extends Transport {
+  override log(): void {
+    throw new Error('transport is broken');
+  }
+}
+
+/** Takes each record, then fails a tick later, as a transport whose disk is full would. */
+class FailingLater extends Transport {
+  readonly delivered: string[] = [];
+  override log(info: { message: string }, callback: (error?: Error) => void): void {
+    this.delivered.push(info.message);
+    setImmediate(() => callback(new Error('disk full')));
+  }
+}
+
+async function main(scenario: string): Promise<void> {
+  const transport = {
+    stuck: () => new Stuck(),
+    closed: () => new winston.transports.Console(),
+    throwing: () => new Throwing(),
+    'failing-later': () => new FailingLater(),
+  }[scenario]!();
+  const logger = winston.createLogger({ format: winston.format.json(), transports: [transport] });
   const bg = backgroundTasks({ logger, maxPending: Infinity });
   const app = express();
   app.use(bg);
   app.post('/fail/:count', (req, res) => {
     for (let i = 0; i < Number(req.params.count); i++)
-      res.locals.backgroundTasks.add(function failing() {
+      res.locals.backgroundTasks.add(function failingTask() {
         throw new Error(`failure ${i} ${'x'.repeat(200)}`);
       });
+    if (req.query.status === '500') throw createError(500, 'SECRET internal detail');
     res.end();
   });
+  app.use(httpErrorHandler({ backgroundTasks: bg }));
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  const fail = async (count: number) => {
-    await fetch(`http://127.0.0.1:${port}/fail/${count}`, { method: 'POST' });
+  const fail = async (count: number, query = '') => {
+    const res = await fetch(`http://127.0.0.1:${port}/fail/${count}${query}`, { method: 'POST' });
+    const body = await res.text();
     await bg.idle();
+    return { status: res.status, body };
   };
-  if (stuck) {
+  if (scenario === 'stuck') {
     await fail(2_000); // fills the stuck logger up to its limit, and warms up
     const before = heapAfterGc();
     await fail(20_000);
     say({ heapGrowth: heapAfterGc() - before, stats: bg.stats() });
-  } else {
+  } else if (scenario === 'closed') {
     await closeLogger(logger);
     await fail(1);
     say({ stats: bg.stats() });
+  } else if (scenario === 'throwing') {
+    say({ response: await fail(1, '?status=500'), stats: bg.stats() });
+  } else {
+    await fail(1);
+    await new Promise((resolve) => setImmediate(resolve)); // the transport fails a tick later
+    await fail(1);
+    say({ delivered: (transport as FailingLater).delivered, stats: bg.stats() });
   }
   server.close();
 }
@@ -60,4 +92,4 @@ function heapAfterGc(): number {
   return process.memoryUsage().heapUsed;
 }
 
-void main();
+void main(process.env.SCENARIO!);

@@ -1,13 +1,16 @@
 /**
  * Runs each BullMQ job as one attempt of its defined task, with the attempt semantics of the
  * in-process runner: a fresh `ctx` per attempt, the timeout that aborts `ctx.signal`, and the
- * same log lines plus `jobId`. BullMQ decides and schedules the retries; this logs them as such.
+ * same outcomes reported to the same kind of observer (log lines plus `jobId`, a `CONSUMER` span
+ * that continues the trace of the request that queued the job, metrics with `durable: true`).
+ * BullMQ decides and schedules the retries; this reports them as such.
  */
-import { performance } from 'node:perf_hooks';
 import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { Logger } from 'winston';
 import { AttemptContext, TaskAbandonedError, timeoutError } from '../attempt';
-import { LOG_MESSAGES, failureFields, reportTaskFailed, safeLog } from '../logging';
+import { LOG_MESSAGES, safeLog } from '../logging';
+import { TaskObserver, type Attempting, type RequestSource } from '../observer';
+import { contextFromCarrier, runInSpan } from '../telemetry';
 import { readProperty, settle, toError } from '../thrown';
 import type { TaskFailure, TaskRequest } from '../types';
 import { ConnectionLog } from './connection';
@@ -25,8 +28,10 @@ export interface Runnable {
   readonly timeoutMs: number;
 }
 
-/** Runs each job as one attempt of its task, and logs what happens to jobs and to the connection. */
+/** Runs each job as one attempt of its task, and reports what happens to jobs to its observer. */
 export class JobRunner {
+  /** Counts, logs and traces every attempt, as the in-process runner's observer does. */
+  private readonly observer: TaskObserver;
   /** The errors this worker's attempts failed with, so that other failures BullMQ reports get logged too. */
   private readonly logged = new WeakSet<Error>();
   private maxStartedAttempts: number | undefined = undefined;
@@ -34,8 +39,10 @@ export class JobRunner {
   constructor(
     private readonly logger: Logger,
     private readonly tasks: ReadonlyMap<string, Runnable>,
-    private readonly onTaskError: ((failure: TaskFailure) => unknown) | undefined,
-  ) {}
+    onTaskError: ((failure: TaskFailure) => unknown) | undefined,
+  ) {
+    this.observer = new TaskObserver(logger, onTaskError, true);
+  }
 
   watch(worker: Worker<unknown, unknown, string>, queueName: string): void {
     this.maxStartedAttempts = worker.opts.maxStartedAttempts;
@@ -48,30 +55,16 @@ export class JobRunner {
     // Failures decided by BullMQ without an attempt (started or stalled too often): logged here.
     worker.on('failed', (job, error) => {
       if (job === undefined || this.logged.has(error)) return;
-      const request = requestOf(job);
-      const fields = failureFields(
-        job.name,
-        request,
-        job.attemptsMade,
-        performance.now(),
-        false,
-        error,
-      );
-      reportTaskFailed(
-        this.logger,
-        { ...fields, jobId: String(job.id) },
-        error,
-        request,
-        this.onTaskError,
-      );
+      const { subject, source } = attemptOf(job, job.attemptsMade);
+      this.observer.failedWithoutAttempt(subject, source, error);
     });
   }
 
   /** One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed out. */
   async run(job: AnyJob, cancelled: AbortSignal | undefined): Promise<void> {
-    const startedAt = performance.now();
-    const attempt = job.attemptsMade + 1;
-    const request = requestOf(job);
+    const { subject, source } = attemptOf(job, job.attemptsMade + 1);
+    this.observer.added();
+    this.observer.attemptStarted(subject, source);
     const task = this.tasks.get(job.name);
     if (task === undefined) {
       const known = [...this.tasks.keys()].join(', ');
@@ -79,42 +72,38 @@ export class JobRunner {
       const error = new UnrecoverableError(
         `no task named "${job.name}" is defined in this worker (it runs: ${known})`,
       );
-      throw this.failed(job, attempt, request, startedAt, false, error);
+      throw this.failed(job, subject, source, false, error);
     }
-    const ctx = new AttemptContext(attempt, request);
+    const ctx = new AttemptContext(subject.attempt, source.describeRequest());
     const timedOut = task.timeoutMs > 0 ? timeoutError(task.timeoutMs) : undefined;
+    const payload = readProperty(job.data, 'payload') as never;
+    const call = () => task.definition.handler(payload, ctx);
+    const { span } = subject;
     try {
-      const payload = readProperty(job.data, 'payload') as never;
       await settleFirst(
-        () => task.definition.handler(payload, ctx),
+        span === undefined ? call : () => runInSpan(span, subject.parentContext, call, undefined),
         ctx,
         task.timeoutMs,
         timedOut,
         cancelled,
       );
     } catch (thrown) {
-      throw this.failed(job, attempt, request, startedAt, thrown === timedOut, toError(thrown));
+      throw this.failed(job, subject, source, thrown === timedOut, toError(thrown));
     }
+    this.observer.attemptSucceeded(subject);
   }
 
-  /** Logs a failed attempt as BullMQ will treat it (retried: `warn`; the last: `error`) and returns the error to throw. */
+  /** Reports a failed attempt as BullMQ will treat it (retried: `warn`; the last: `error`) and returns the error to throw. */
   private failed(
     job: AnyJob,
-    attempt: number,
-    request: TaskRequest,
-    startedAt: number,
+    subject: Attempting,
+    source: RequestSource,
     timedOut: boolean,
     error: Error,
   ): Error {
     this.logged.add(error);
-    const fields = {
-      ...failureFields(job.name, request, attempt, startedAt, timedOut, error),
-      jobId: String(job.id),
-    };
-    const retryInMs = this.retryDelay(job, attempt, error);
-    if (retryInMs !== undefined)
-      safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, { ...fields, retryInMs });
-    else reportTaskFailed(this.logger, fields, error, request, this.onTaskError);
+    const retryInMs = this.retryDelay(job, subject.attempt, error);
+    this.observer.attemptFailed(subject, source, error, timedOut, retryInMs);
     return error;
   }
 
@@ -176,6 +165,20 @@ function settleFirst(
     clearTimeout(timer);
     if (onCancel !== undefined) cancelled!.removeEventListener('abort', onCancel);
   });
+}
+
+/** A job as the observer follows it: its attempt, under the trace context the job carries, and its request. */
+function attemptOf(job: AnyJob, attempt: number): { subject: Attempting; source: RequestSource } {
+  const request = requestOf(job);
+  const subject: Attempting = {
+    name: job.name,
+    attempt,
+    startedAt: 0,
+    span: undefined,
+    parentContext: contextFromCarrier(readProperty(job.data, 'trace')),
+    jobId: String(job.id),
+  };
+  return { subject, source: { requestId: request.id, describeRequest: () => request } };
 }
 
 /** The request that queued the job, from its data; a job added by other code gets a stand-in. */

@@ -1,0 +1,313 @@
+/**
+ * The one seam for outcomes: the in-process runner and the BullMQ worker report here each
+ * attempt's start and end and each task's end, and this is where they are counted (`stats()`),
+ * logged (winston), traced and measured (OpenTelemetry, through telemetry.ts). One place, so
+ * that the counters, the log lines, the spans and the metrics cannot disagree.
+ */
+import { performance } from 'node:perf_hooks';
+import { SpanKind, type Context, type Span } from '@opentelemetry/api';
+import type { Logger } from 'winston';
+import { TaskAbandonedError } from './attempt';
+import { LOG_MESSAGES, safeLog } from './logging';
+import {
+  countInGauges,
+  endSpan,
+  metricsOn,
+  recordAttempt,
+  recordTaskEnd,
+  startAttemptSpan,
+  startEnqueueSpan,
+  traceCarrier,
+  type AttemptOutcome,
+  type TaskOutcome,
+  type TraceCarrier,
+} from './telemetry';
+import { errorFields, isThenable, settle, toError } from './thrown';
+import type { BackgroundTasksStats, TaskFailure, TaskRequest } from './types';
+
+/** A task as the observer follows it through its attempts (the runner's `Task`, or a worker's job). */
+export interface Attempting {
+  readonly name: string;
+  /** The number of the attempt now starting or running: 1, 2, … */
+  attempt: number;
+  /** `performance.now()` when the attempt started. */
+  startedAt: number;
+  /** The attempt's span, while it runs and is recorded. */
+  span: Span | undefined;
+  /** The context active when the task was added. */
+  readonly parentContext: Context | undefined;
+  /** The BullMQ job id, on a worker. */
+  readonly jobId?: string;
+}
+
+/** Where a task came from: its request's id at once, the rest only when a line needs it. */
+export interface RequestSource {
+  readonly requestId: string;
+  describeRequest(): TaskRequest;
+}
+
+/** What a task was doing when `drain()` gave up on it. */
+export type AbandonedState = 'running' | 'pending' | 'waiting to retry' | 'enqueueing';
+
+export class TaskObserver {
+  /** What `stats()` answers: every task added is in exactly one of these at any moment. */
+  readonly counts: BackgroundTasksStats = {
+    pending: 0,
+    running: 0,
+    succeeded: 0,
+    failed: 0,
+    timedOut: 0,
+    rejected: 0,
+    abandoned: 0,
+    enqueued: 0,
+  };
+
+  /**
+   * `durable` is true on a BullMQ worker: its spans are `CONSUMER` spans and its metrics say
+   * `background_task.durable: true`. A web process's counts join the process-wide gauges.
+   */
+  constructor(
+    readonly logger: Logger,
+    private readonly onTaskError: ((failure: TaskFailure) => unknown) | undefined,
+    private readonly durable: boolean,
+  ) {
+    if (!durable) countInGauges(this.counts);
+  }
+
+  /** A task was taken in: it is pending. */
+  added(): void {
+    this.counts.pending++;
+  }
+
+  /** `clear()` took back tasks that had not started: they count as never added. */
+  withdrawn(count: number): void {
+    this.counts.pending -= count;
+  }
+
+  /** An attempt of `task` starts now (the caller has set `task.attempt`). */
+  attemptStarted(task: Attempting, source: RequestSource): void {
+    this.counts.pending--;
+    this.counts.running++;
+    task.startedAt = performance.now();
+    task.span = startAttemptSpan(
+      task,
+      source.requestId,
+      this.durable ? SpanKind.CONSUMER : SpanKind.INTERNAL,
+    );
+  }
+
+  /** The attempt succeeded, and so the task. */
+  attemptSucceeded(task: Attempting): void {
+    this.counts.running--;
+    this.counts.succeeded++;
+    this.attemptOver(task, 'succeeded', undefined);
+    this.taskOver(task.name, 'succeeded');
+  }
+
+  /**
+   * The attempt failed (threw, rejected or timed out). With `retryInMs` a retry is scheduled and
+   * the task is pending again (logged at `warn`); without, the task has failed for good (logged
+   * at `error`, then `onTaskError` is called).
+   */
+  attemptFailed(
+    task: Attempting,
+    source: RequestSource,
+    thrown: unknown,
+    timedOut: boolean,
+    retryInMs: number | undefined,
+  ): void {
+    this.counts.running--;
+    const error = toError(thrown);
+    const outcome = timedOut ? 'timed_out' : 'failed';
+    const durationMs = this.attemptOver(task, outcome, error);
+    if (retryInMs === undefined) {
+      this.taskFailed(task, source, error, timedOut, durationMs);
+      return;
+    }
+    this.counts.pending++;
+    safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, {
+      ...failureFields(task, source.describeRequest(), error, timedOut, durationMs),
+      retryInMs,
+    });
+  }
+
+  /**
+   * BullMQ failed a job with no attempt of ours running (it stalled, or started, too often): the
+   * task has ended failed, logged and hooked like any other.
+   */
+  failedWithoutAttempt(task: Attempting, source: RequestSource, thrown: unknown): void {
+    this.taskFailed(task, source, toError(thrown), false, 0);
+  }
+
+  /**
+   * `drain()` gave up on a task: a running attempt is cut short (its span and duration say
+   * `abandoned`), a pending one never started. Logged at `error` with the state it was in.
+   */
+  abandoned(
+    task: Attempting,
+    source: RequestSource,
+    state: AbandonedState,
+    reason?: TaskAbandonedError,
+  ): void {
+    if (state === 'running') {
+      this.counts.running--;
+      this.attemptOver(task, 'abandoned', reason ?? new TaskAbandonedError('abandoned'));
+    } else this.counts.pending--;
+    this.counts.abandoned++;
+    this.taskOver(task.name, 'abandoned');
+    safeLog(this.logger, 'error', LOG_MESSAGES.taskAbandoned, {
+      ...requestFields(task.name, source.describeRequest()),
+      state,
+      attempt: task.attempt,
+    });
+  }
+
+  /**
+   * A task was refused: the queue held `maxPending` tasks (it never was pending), or its client
+   * went away (it was). Logged at `error` and `warn` respectively.
+   */
+  rejected(task: Attempting, source: RequestSource, maxPending: number | undefined): void {
+    const full = maxPending !== undefined;
+    if (!full) this.counts.pending--;
+    this.counts.rejected++;
+    this.taskOver(task.name, 'rejected');
+    safeLog(this.logger, full ? 'error' : 'warn', LOG_MESSAGES.taskRejected, {
+      ...requestFields(task.name, source.describeRequest()),
+      reason: full ? 'queue full' : 'client aborted',
+      ...(full && { maxPending }),
+    });
+  }
+
+  /** A defined task is being handed to the durable queue: its producer span, and the trace context the job carries. */
+  enqueueStarted(
+    task: Attempting,
+    source: RequestSource,
+  ): { span: Span | undefined; trace: TraceCarrier | undefined } {
+    const span = startEnqueueSpan(task, source.requestId);
+    return { span, trace: traceCarrier(span) };
+  }
+
+  /** The durable queue took the task: it has ended here. */
+  enqueued(task: Attempting, span: Span | undefined, counted: boolean): void {
+    if (span !== undefined) endSpan(span, 'enqueued', undefined);
+    if (!counted) return; // drain() already counted it as abandoned
+    this.counts.pending--;
+    this.counts.enqueued++;
+    this.taskOver(task.name, 'enqueued');
+  }
+
+  /** The durable queue refused the task: logged; the task stays pending and runs here instead. */
+  enqueueFailed(
+    task: Attempting,
+    source: RequestSource,
+    span: Span | undefined,
+    thrown: unknown,
+    abandoned: boolean,
+  ): void {
+    const error = toError(thrown);
+    if (span !== undefined) endSpan(span, 'failed', error);
+    safeLog(this.logger, 'error', LOG_MESSAGES.enqueueFailed, {
+      ...requestFields(task.name, source.describeRequest()),
+      error: errorFields(error),
+      ...(abandoned && { abandoned: true }),
+    });
+  }
+
+  /** Ends the attempt's span and records its duration; returns the duration in milliseconds. */
+  private attemptOver(task: Attempting, outcome: AttemptOutcome, error: Error | undefined): number {
+    const { span } = task;
+    if (span !== undefined) {
+      task.span = undefined;
+      endSpan(span, outcome, error);
+    }
+    // A successful attempt is timed only for the histogram: performance.now() is not free.
+    if (error === undefined && !metricsOn()) return 0;
+    const durationMs = performance.now() - task.startedAt;
+    recordAttempt(task.name, outcome, durationMs / 1_000, this.durable);
+    return durationMs;
+  }
+
+  private taskOver(name: string, outcome: TaskOutcome): void {
+    recordTaskEnd(name, outcome, this.durable);
+  }
+
+  /** The task has failed for good: counted, logged at `error`, then `onTaskError` is called. */
+  private taskFailed(
+    task: Attempting,
+    source: RequestSource,
+    error: Error,
+    timedOut: boolean,
+    durationMs: number,
+  ): void {
+    if (timedOut) this.counts.timedOut++;
+    else this.counts.failed++;
+    this.taskOver(task.name, timedOut ? 'timed_out' : 'failed');
+    const request = source.describeRequest();
+    const fields = failureFields(task, request, error, timedOut, durationMs);
+    safeLog(this.logger, 'error', LOG_MESSAGES.taskFailed, fields);
+    this.callOnTaskError(fields, error, request);
+  }
+
+  /** Calls `onTaskError`; a throw or a rejection in it is logged, never let loose. */
+  private callOnTaskError(
+    fields: ReturnType<typeof failureFields>,
+    error: Error,
+    request: TaskRequest,
+  ): void {
+    const hook = this.onTaskError;
+    if (hook === undefined) return;
+    const { task, attempt, durationMs, timedOut, jobId } = fields;
+    const withJob = jobId === undefined ? {} : { jobId };
+    const failure: TaskFailure = {
+      task,
+      attempt,
+      durationMs,
+      timedOut,
+      error,
+      request,
+      ...withJob,
+    };
+    const logFailure = (thrown: unknown) =>
+      safeLog(this.logger, 'error', LOG_MESSAGES.hookFailed, {
+        ...requestFields(task, request),
+        ...withJob,
+        hook: 'onTaskError',
+        error: errorFields(toError(thrown)),
+      });
+    try {
+      const result = hook(failure);
+      if (isThenable(result)) settle(result).catch(logFailure);
+    } catch (thrown) {
+      logFailure(thrown);
+    }
+  }
+}
+
+/** The fields that place a task: which one, for which request. */
+export function requestFields(task: string, request: TaskRequest) {
+  return {
+    task,
+    requestId: request.id,
+    method: request.method,
+    url: request.url,
+    statusCode: request.statusCode,
+  };
+}
+
+/** The fields of a failed attempt's line, and what `onTaskError` is told. */
+function failureFields(
+  task: Attempting,
+  request: TaskRequest,
+  error: Error,
+  timedOut: boolean,
+  durationMs: number,
+) {
+  return {
+    ...requestFields(task.name, request),
+    attempt: task.attempt,
+    durationMs: Math.round(durationMs * 100) / 100,
+    timedOut,
+    ...(task.jobId !== undefined && { jobId: task.jobId }),
+    error: errorFields(error),
+  };
+}

@@ -1,0 +1,253 @@
+/**
+ * What OpenTelemetry sees of background work: a span per attempt under the span that was active
+ * when the task was added, a producer span per hand-off to a durable queue with its W3C trace
+ * context, the duration of each attempt and the end of each task as metrics, and the pending and
+ * running gauges. Only `@opentelemetry/api` is used: it records nothing until the application
+ * registers an SDK, and nothing global is registered here. Called only by the observer.
+ */
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  context,
+  createNoopMeter,
+  createTraceState,
+  isValidSpanId,
+  isValidTraceId,
+  metrics,
+  trace,
+  type Attributes,
+  type Context,
+  type Counter,
+  type Histogram,
+  type MeterProvider,
+  type Span,
+} from '@opentelemetry/api';
+import { errorFields } from './thrown';
+import type { BackgroundTasksStats } from './types';
+
+/** The tracer's and the meter's name and version. */
+export const INSTRUMENTATION_NAME = 'express-background-tasks';
+/** The package's version (a test keeps it equal to package.json's). */
+export const INSTRUMENTATION_VERSION = '0.1.0';
+
+/** How one attempt ended. */
+export type AttemptOutcome = 'succeeded' | 'failed' | 'timed_out' | 'abandoned';
+/** How a task ended for good: its last attempt's outcome, or refused, or handed to a durable queue. */
+export type TaskOutcome = AttemptOutcome | 'rejected' | 'enqueued';
+
+/** The attribute names of spans and metrics. */
+export const ATTRIBUTES = {
+  name: 'background_task.name',
+  attempt: 'background_task.attempt',
+  requestId: 'background_task.request_id',
+  outcome: 'background_task.outcome',
+  jobId: 'background_task.job_id',
+  durable: 'background_task.durable',
+} as const;
+
+/** Seconds, from a millisecond to five minutes: the SDK's default buckets (0, 5, 10 …) suit milliseconds. */
+export const DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+];
+
+/** The W3C trace context of a hand-off, carried in the durable job's data. */
+export interface TraceCarrier {
+  traceparent: string;
+  tracestate?: string;
+}
+
+/** What a span needs to know of the attempt it stands for. */
+export interface SpanSubject {
+  readonly name: string;
+  readonly attempt: number;
+  /** The context that was active when the task was added: its span is the attempt span's parent. */
+  readonly parentContext: Context | undefined;
+  readonly jobId?: string;
+}
+
+// A ProxyTracer: it follows a tracer provider registered after this module was loaded.
+const tracer = trace.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
+
+/** The context active now: taken when a task is added, to parent its spans. */
+export function activeContext(): Context {
+  return context.active();
+}
+
+/**
+ * Starts the span of an attempt: `INTERNAL` in the web process, `CONSUMER` on a worker. Returns
+ * undefined when no SDK records it, so that nothing more is spent on it.
+ */
+export function startAttemptSpan(
+  subject: SpanSubject,
+  requestId: string,
+  kind: SpanKind,
+): Span | undefined {
+  const span = tracer.startSpan(
+    `background task ${subject.name}`,
+    { kind },
+    subject.parentContext ?? ROOT_CONTEXT,
+  );
+  if (!span.isRecording()) return undefined;
+  span.setAttribute(ATTRIBUTES.name, subject.name);
+  span.setAttribute(ATTRIBUTES.attempt, subject.attempt);
+  span.setAttribute(ATTRIBUTES.requestId, requestId);
+  if (subject.jobId !== undefined) span.setAttribute(ATTRIBUTES.jobId, subject.jobId);
+  return span;
+}
+
+/** Starts the `PRODUCER` span of a hand-off to the durable queue; undefined when not recorded. */
+export function startEnqueueSpan(subject: SpanSubject, requestId: string): Span | undefined {
+  const span = tracer.startSpan(
+    `enqueue ${subject.name}`,
+    { kind: SpanKind.PRODUCER },
+    subject.parentContext ?? ROOT_CONTEXT,
+  );
+  if (!span.isRecording()) return undefined;
+  span.setAttribute(ATTRIBUTES.name, subject.name);
+  span.setAttribute(ATTRIBUTES.requestId, requestId);
+  return span;
+}
+
+/** Ends a span; an error makes its status `ERROR` and is recorded as an exception event. */
+export function endSpan(span: Span, outcome: TaskOutcome, error: Error | undefined): void {
+  span.setAttribute(ATTRIBUTES.outcome, outcome);
+  if (error !== undefined) {
+    // Plain strings, read safely and cut to size: the SDK would read a hostile error's getters itself.
+    const { name, message, stack } = errorFields(error);
+    span.recordException({ name, message, stack });
+    span.setStatus({ code: SpanStatusCode.ERROR, message });
+  }
+  span.end();
+}
+
+/** Calls `fn` with `span` active, so that spans and log lines made inside the task are its children. */
+export function runInSpan<Args extends unknown[], Result>(
+  span: Span,
+  parent: Context | undefined,
+  fn: (...args: Args) => Result,
+  thisArg: unknown,
+  ...args: Args
+): Result {
+  return context.with(trace.setSpan(parent ?? ROOT_CONTEXT, span), fn, thisArg, ...args);
+}
+
+/** The W3C trace context of `span`, for the job to carry; undefined when it is not recorded. */
+export function traceCarrier(span: Span | undefined): TraceCarrier | undefined {
+  if (span === undefined) return undefined;
+  const { traceId, spanId, traceFlags, traceState } = span.spanContext();
+  const flags = (traceFlags & 0xff).toString(16).padStart(2, '0');
+  const carrier: TraceCarrier = { traceparent: `00-${traceId}-${spanId}-${flags}` };
+  const tracestate = traceState?.serialize();
+  if (tracestate) carrier.tracestate = tracestate;
+  return carrier;
+}
+
+/** The remote parent that a job's trace context names, or undefined when it holds none valid. */
+export function contextFromCarrier(carrier: unknown): Context | undefined {
+  if (carrier === null || typeof carrier !== 'object') return undefined;
+  const { traceparent, tracestate } = carrier as Partial<Record<keyof TraceCarrier, unknown>>;
+  if (typeof traceparent !== 'string') return undefined;
+  const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(traceparent);
+  if (match === null || !isValidTraceId(match[1]) || !isValidSpanId(match[2])) return undefined;
+  return trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: match[1],
+    spanId: match[2],
+    traceFlags: parseInt(match[3], 16),
+    isRemote: true,
+    ...(typeof tracestate === 'string' &&
+      tracestate !== '' && { traceState: createTraceState(tracestate) }),
+  });
+}
+
+/** True when a meter provider is registered: only then is an attempt's end worth timing. */
+export function metricsOn(): boolean {
+  return instruments() !== undefined;
+}
+
+/** One point of `background_task.attempt.duration`. */
+export function recordAttempt(
+  name: string,
+  outcome: AttemptOutcome,
+  seconds: number,
+  durable: boolean,
+): void {
+  instruments()?.attemptDuration.record(seconds, metricAttributes(name, outcome, durable));
+}
+
+/** One count of `background_task.ended`. */
+export function recordTaskEnd(name: string, outcome: TaskOutcome, durable: boolean): void {
+  instruments()?.ended.add(1, metricAttributes(name, outcome, durable));
+}
+
+/**
+ * Counts the `pending` and `running` tasks of `counts` (one middleware's) in the process-wide
+ * gauges for as long as it is alive. Held weakly: a middleware that is gone drops out.
+ */
+export function countInGauges(counts: BackgroundTasksStats): void {
+  liveCounts.add(new WeakRef(counts));
+  instruments(); // so that the gauges exist from now on, not only from the first task
+}
+
+interface Instruments {
+  attemptDuration: Histogram;
+  ended: Counter;
+}
+
+const liveCounts = new Set<WeakRef<BackgroundTasksStats>>();
+let instrumentsProvider: MeterProvider | undefined;
+let currentInstruments: Instruments | undefined;
+
+/**
+ * The instruments of the meter provider registered now. The metrics API has no proxy, unlike the
+ * trace API: instruments made before the application registers its provider would stay no-ops,
+ * so they are made again whenever the global provider changes. Undefined for the no-op provider.
+ */
+function instruments(): Instruments | undefined {
+  const provider = metrics.getMeterProvider();
+  if (provider !== instrumentsProvider) {
+    instrumentsProvider = provider;
+    currentInstruments = makeInstruments(provider);
+  }
+  return currentInstruments;
+}
+
+function makeInstruments(provider: MeterProvider): Instruments | undefined {
+  const meter = provider.getMeter(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
+  if (meter === createNoopMeter()) return undefined;
+  const gauge = (name: string, description: string, field: 'pending' | 'running') =>
+    meter
+      .createObservableGauge(name, { description })
+      .addCallback((result) => result.observe(sumOf(field)));
+  gauge(
+    'background_task.pending',
+    'Tasks added and not yet started: waiting for the response to end, a slot, or a retry.',
+    'pending',
+  );
+  gauge('background_task.running', 'Tasks running now.', 'running');
+  return {
+    attemptDuration: meter.createHistogram('background_task.attempt.duration', {
+      unit: 's',
+      description: 'How long each attempt of a background task took, by task and outcome.',
+      advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+    }),
+    ended: meter.createCounter('background_task.ended', {
+      description: 'Background tasks that ended for good, by task and outcome.',
+    }),
+  };
+}
+
+/** Low-cardinality attributes only: a task name and an outcome, never a request id or a URL. */
+function metricAttributes(name: string, outcome: TaskOutcome, durable: boolean): Attributes {
+  return { [ATTRIBUTES.name]: name, [ATTRIBUTES.outcome]: outcome, [ATTRIBUTES.durable]: durable };
+}
+
+function sumOf(field: 'pending' | 'running'): number {
+  let sum = 0;
+  for (const ref of liveCounts) {
+    const counts = ref.deref();
+    if (counts === undefined) liveCounts.delete(ref);
+    else sum += counts[field];
+  }
+  return sum;
+}

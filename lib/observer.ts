@@ -15,6 +15,7 @@ import {
   metricsOn,
   recordAttempt,
   recordTaskEnd,
+  inSpan,
   startAttemptSpan,
   startEnqueueSpan,
   traceCarrier,
@@ -100,14 +101,15 @@ export class TaskObserver {
   attemptSucceeded(task: Attempting): void {
     this.counts.running--;
     this.counts.succeeded++;
-    this.attemptOver(task, 'succeeded', undefined);
-    this.taskOver(task.name, 'succeeded');
+    // A success is timed only when a meter records it: performance.now() is not free.
+    this.attemptOver(task, 'succeeded', undefined, metricsOn() ? this.elapsed(task) : undefined);
   }
 
   /**
    * The attempt failed (threw, rejected or timed out). With `retryInMs` a retry is scheduled and
    * the task is pending again (logged at `warn`); without, the task has failed for good (logged
-   * at `error`, then `onTaskError` is called).
+   * at `error`, then `onTaskError` is called). Both happen inside the attempt's span, so that
+   * the line carries its trace and span ids (`@opentelemetry/instrumentation-winston`).
    */
   attemptFailed(
     task: Attempting,
@@ -118,17 +120,19 @@ export class TaskObserver {
   ): void {
     this.counts.running--;
     const error = toError(thrown);
-    const outcome = timedOut ? 'timed_out' : 'failed';
-    const durationMs = this.attemptOver(task, outcome, error);
-    if (retryInMs === undefined) {
-      this.taskFailed(task, source, error, timedOut, durationMs);
-      return;
-    }
-    this.counts.pending++;
-    safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, {
-      ...failureFields(task, source.describeRequest(), error, timedOut, durationMs),
-      retryInMs,
+    const durationMs = this.elapsed(task);
+    inSpan(task.span, task.parentContext, () => {
+      if (retryInMs === undefined) {
+        this.taskFailed(task, source, error, timedOut, durationMs);
+        return;
+      }
+      this.counts.pending++;
+      safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, {
+        ...failureFields(task, source.describeRequest(), error, timedOut, durationMs),
+        retryInMs,
+      });
     });
+    this.attemptOver(task, timedOut ? 'timed_out' : 'failed', error, durationMs);
   }
 
   /**
@@ -149,17 +153,21 @@ export class TaskObserver {
     state: AbandonedState,
     reason?: TaskAbandonedError,
   ): void {
-    if (state === 'running') {
-      this.counts.running--;
-      this.attemptOver(task, 'abandoned', reason ?? new TaskAbandonedError('abandoned'));
-    } else this.counts.pending--;
+    const running = state === 'running';
+    if (running) this.counts.running--;
+    else this.counts.pending--;
     this.counts.abandoned++;
-    this.taskOver(task.name, 'abandoned');
-    safeLog(this.logger, 'error', LOG_MESSAGES.taskAbandoned, {
-      ...requestFields(task.name, source.describeRequest()),
-      state,
-      attempt: task.attempt,
-    });
+    inSpan(task.span, task.parentContext, () =>
+      safeLog(this.logger, 'error', LOG_MESSAGES.taskAbandoned, {
+        ...requestFields(task.name, source.describeRequest()),
+        state,
+        attempt: task.attempt,
+      }),
+    );
+    if (running) {
+      const error = reason ?? new TaskAbandonedError('task abandoned by drain()');
+      this.attemptOver(task, 'abandoned', error, this.elapsed(task));
+    } else this.taskOver(task.name, 'abandoned');
   }
 
   /**
@@ -213,18 +221,28 @@ export class TaskObserver {
     });
   }
 
-  /** Ends the attempt's span and records its duration; returns the duration in milliseconds. */
-  private attemptOver(task: Attempting, outcome: AttemptOutcome, error: Error | undefined): number {
+  /**
+   * Ends the attempt's span and records its duration (when measured); an attempt that succeeded
+   * or was abandoned is also the end of its task, counted here (a failed one was, in `taskFailed`).
+   */
+  private attemptOver(
+    task: Attempting,
+    outcome: AttemptOutcome,
+    error: Error | undefined,
+    durationMs: number | undefined,
+  ): void {
     const { span } = task;
     if (span !== undefined) {
       task.span = undefined;
       endSpan(span, outcome, error);
     }
-    // A successful attempt is timed only for the histogram: performance.now() is not free.
-    if (error === undefined && !metricsOn()) return 0;
-    const durationMs = performance.now() - task.startedAt;
-    recordAttempt(task.name, outcome, durationMs / 1_000, this.durable);
-    return durationMs;
+    if (durationMs !== undefined)
+      recordAttempt(task.name, outcome, durationMs / 1_000, this.durable);
+    if (outcome === 'succeeded' || outcome === 'abandoned') this.taskOver(task.name, outcome);
+  }
+
+  private elapsed(task: Attempting): number {
+    return performance.now() - task.startedAt;
   }
 
   private taskOver(name: string, outcome: TaskOutcome): void {

@@ -132,6 +132,12 @@ export function runInSpan<Args extends unknown[], Result>(
   return context.with(trace.setSpan(parent ?? ROOT_CONTEXT, span), fn, thisArg, ...args);
 }
 
+/** Calls `fn` with `span` active when there is one: a log line written then carries its ids. */
+export function inSpan(span: Span | undefined, parent: Context | undefined, fn: () => void): void {
+  if (span === undefined) fn();
+  else runInSpan(span, parent, fn, undefined);
+}
+
 /** The W3C trace context of `span`, for the job to carry; undefined when it is not recorded. */
 export function traceCarrier(span: Span | undefined): TraceCarrier | undefined {
   if (span === undefined) return undefined;

@@ -8,7 +8,7 @@
  * another's garbage, in CPU time (user + system, all threads): other processes on a shared
  * machine disturb it less than wall time. The report takes the ratio check / round trip per run.
  *
- * Usage: payload-check.ts <runs>
+ * Usage: payload-check.ts <runs> <scale> (1: issue 9's sizes; --quick runs a tenth of them)
  */
 import './native-stacks';
 import { copyPayload } from '../lib/json-payload';
@@ -57,15 +57,19 @@ function measure(label: string, payload: unknown, runs: number): PayloadCheckRow
 async function main(): Promise<PayloadCheckRow[]> {
   if (gc === undefined) throw new Error('run with --expose-gc');
   const runs = Number(process.argv[2]);
+  const scale = Number(process.argv[3]);
+  const items = 5_000_000 * scale;
+  const keys = 1_000_000 * scale;
   const object: Record<string, number> = {};
-  for (let i = 0; i < 1_000_000; i++) object[`key${i}`] = i;
+  for (let i = 0; i < keys; i++) object[`key${i}`] = i;
+  const count = (n: number) => n.toLocaleString('en-US');
   return [
     measure(
-      'array of 5,000,000 numbers',
-      Array.from({ length: 5_000_000 }, (_, i) => i),
+      `array of ${count(items)} numbers`,
+      Array.from({ length: items }, (_, i) => i),
       runs,
     ),
-    measure('object of 1,000,000 keys', object, runs),
+    measure(`object of ${count(keys)} keys`, object, runs),
   ];
 }
 

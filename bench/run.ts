@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     log(`payload check: ${args.payloadRuns} runs per mode`);
     results.payload = await runChild<PayloadCheckRow[]>(
       'payload-check.ts',
-      [String(args.payloadRuns)],
+      [String(args.payloadRuns), args.quick ? '0.1' : '1'],
       cpuFlags,
     );
   }

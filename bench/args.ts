@@ -24,7 +24,9 @@ export interface BenchArgs {
   pending: number;
   /** Requests for the heap-growth check. */
   requests: number;
-  /** Parts to run: cpu, http, queue, heap (default: all). */
+  /** Timed runs of each payload-check mode. */
+  payloadRuns: number;
+  /** Parts to run: cpu, http, queue, heap, payload (default: all). */
   only: Set<string>;
   /** Where to write the results table (relative to the repository); '' writes nothing. */
   out: string;
@@ -42,6 +44,7 @@ const FULL = {
   tasks: 1_000_000,
   pending: 100_000,
   requests: 200_000,
+  payloadRuns: 9,
 };
 
 const QUICK: typeof FULL = {
@@ -55,9 +58,10 @@ const QUICK: typeof FULL = {
   tasks: 100_000,
   pending: 20_000,
   requests: 10_000,
+  payloadRuns: 3,
 };
 
-const PARTS = ['cpu', 'http', 'queue', 'heap'];
+const PARTS = ['cpu', 'http', 'queue', 'heap', 'payload'];
 
 const HELP = `npm run bench -- [flags]
 
@@ -72,6 +76,7 @@ const HELP = `npm run bench -- [flags]
   --tasks N            tasks for the queue micro-benchmark (default ${FULL.tasks})
   --pending N          tasks waiting behind concurrency 1 for the heap check (default ${FULL.pending})
   --requests N         requests for the heap-growth check (default ${FULL.requests})
+  --payload-runs N     timed runs of each payload-check mode (default ${FULL.payloadRuns})
   --only a,b           parts to run: ${PARTS.join(', ')} (default: all)
   --out FILE           results file (default bench/RESULTS.md; --out '' writes none)
 `;

@@ -17,6 +17,7 @@ import type { CpuSamples } from './cpu-compare';
 import type { GrowthResult } from './heap-growth';
 import type { PendingRow } from './heap-pending';
 import type { HttpPairs, HttpSample } from './http-load';
+import type { PayloadCheckRow } from './payload-check';
 import type { ThroughputRow } from './queue-throughput';
 import { median, pairwise, spread, type Spread } from './stats';
 
@@ -40,7 +41,11 @@ export interface Results {
   queue?: ThroughputRow[];
   pending?: PendingRow[];
   growth?: GrowthResult;
+  payload?: PayloadCheckRow[];
 }
+
+/** Issue 9: the payload check at add() costs at most twice JSON's round trip. */
+const MAX_PAYLOAD_CHECK_RATIO = 2;
 
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
@@ -157,7 +162,8 @@ export function renderReport(results: Results): string {
     `- Run time: ${f1(env.seconds)} s`,
     `- Settings: in-process ${args.rounds} pairs of ${args.batch} requests per app (after ${args.warmup} warm-up pairs); ` +
       `HTTP ${args.httpRounds} pairs of ${args.duration} s runs per comparison (${args.httpRounds + 1} pairs of ${args.duration * 2} s for the A/A control and 6 vs 5), ${args.connections} connections (after ${args.httpWarmup} s warm-up per server); ` +
-      `queue ${int(args.tasks)} tasks; ${int(args.pending)} pending tasks; heap growth over ${int(args.requests)} requests`,
+      `queue ${int(args.tasks)} tasks; ${int(args.pending)} pending tasks; heap growth over ${int(args.requests)} requests; ` +
+      `payload check ${args.payloadRuns} runs per mode`,
     '',
   );
 
@@ -212,6 +218,21 @@ export function renderReport(results: Results): string {
       `≤ ${MAX_BYTES_PER_PENDING_TASK} B`,
       pass(row.bytesPerTask <= MAX_BYTES_PER_PENDING_TASK),
     ]);
+  }
+  for (const row of results.payload ?? []) {
+    for (const [mode, timings] of [
+      ['no limit', row.noLimit],
+      ['limit = its size', row.exactLimit],
+    ] as const) {
+      const ratio = spread(pairwise(row.roundTrip, timings, (ref, cand) => cand / ref));
+      targets.push([
+        `payload check vs JSON round trip, ${row.label} (${mb(row.jsonBytes)} of JSON), ${mode}: ` +
+          `${f1(median(timings))} vs ${f1(median(row.roundTrip))} CPU ms`,
+        withSpread4(ratio),
+        `≤ ${f2(MAX_PAYLOAD_CHECK_RATIO)}`,
+        pass(ratio.median <= MAX_PAYLOAD_CHECK_RATIO),
+      ]);
+    }
   }
   if (targets.length > 0) {
     out.push('## Targets', '');
@@ -368,6 +389,9 @@ export function renderReport(results: Results): string {
       'so only the suite is timed; wall time per task, drained with `idle()` every 10,000 requests; the median of ' +
       'five equal parts.',
     '- Heap: child processes with --expose-gc; heap used after two forced GCs.',
+    '- Payload check (bench/payload-check.ts): each run times JSON.parse(JSON.stringify(payload)) and ' +
+      'copyPayload() without and with a limit, in rotating order, each after a forced GC; ratios are per run, ' +
+      'in CPU time.',
     '- The machine is shared: other processes may run at the same time. The A/A control lines show how much of a ' +
       'difference is noise.',
     '',

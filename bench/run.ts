@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every part of the benchmark (in-process cost per request, HTTP latency
- * and throughput, queue micro-benchmark, heap checks), prints the tables and writes them to
- * bench/RESULTS.md. `npm run bench -- --help` lists the flags; `--quick` is a smoke run.
+ * and throughput, queue micro-benchmark, heap checks, payload check), prints the tables and
+ * writes them to bench/RESULTS.md. `npm run bench -- --help` lists the flags; `--quick` is a smoke run.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import type { CpuSamples } from './cpu-compare';
 import type { GrowthResult } from './heap-growth';
 import type { PendingRow } from './heap-pending';
 import { runHttp } from './http-load';
+import type { PayloadCheckRow } from './payload-check';
 import type { ThroughputRow } from './queue-throughput';
 import { renderReport, type Results } from './report';
 
@@ -114,6 +115,15 @@ async function main(): Promise<void> {
     results.growth = await runChild<GrowthResult>(
       'heap-growth.ts',
       [String(args.requests)],
+      cpuFlags,
+    );
+  }
+
+  if (args.only.has('payload')) {
+    log(`payload check: ${args.payloadRuns} runs per mode`);
+    results.payload = await runChild<PayloadCheckRow[]>(
+      'payload-check.ts',
+      [String(args.payloadRuns), args.quick ? '0.1' : '1'],
       cpuFlags,
     );
   }

@@ -2,6 +2,7 @@
  * Named tasks with a JSON payload: the form a durable queue can store and a worker on another
  * machine can run. Without a durable queue they run in-process like any other task.
  */
+import { copyPayload } from './json-payload';
 import { checkOptionsObject, resolvePolicy, type ResolvedPolicy } from './options';
 import { Task } from './task';
 import type { TaskContext, TaskPolicy } from './types';
@@ -21,7 +22,8 @@ export interface DefinedTask<Payload> {
 
 /**
  * Defines a task by name. `add(task, payload)` checks the payload at the call site: it must
- * survive JSON unchanged (no functions, symbols, BigInt, cycles, NaN, Dates, Maps or class instances).
+ * survive JSON unchanged (no functions, symbols, BigInt, cycles, NaN, Dates, Maps or class
+ * instances; see `copyPayload`), and the task gets the copy taken then.
  */
 export function defineTask<Payload>(
   name: string,
@@ -44,7 +46,8 @@ export function defineTask<Payload>(
     options: policy,
     [DEFINED]: true,
     toTask(payload, defaults) {
-      const copy = jsonCopy(name, payload);
+      // Infinity until the maxPayloadBytes option reaches this call.
+      const copy = copyPayload(name, payload, Infinity);
       const run = (ctx: TaskContext) => handler(copy as Payload, ctx);
       return new Task(
         name,
@@ -65,60 +68,4 @@ export function isDefinedTask(value: unknown): value is DefinedTask<unknown> {
     value !== null &&
     (value as { [DEFINED]?: unknown })[DEFINED] === true
   );
-}
-
-const MAX_DEPTH = 100;
-
-/** The payload as it will come back from JSON, or a TypeError naming the first part that would not. */
-export function jsonCopy(task: string, payload: unknown): unknown {
-  const problem = jsonProblem(payload, 'payload', new Set(), 0);
-  if (problem !== undefined) {
-    throw new TypeError(`add(): the payload of task "${task}" does not survive JSON: ${problem}`);
-  }
-  return payload === undefined ? undefined : JSON.parse(JSON.stringify(payload));
-}
-
-function jsonProblem(
-  value: unknown,
-  path: string,
-  seen: Set<object>,
-  depth: number,
-): string | undefined {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-    case 'undefined':
-      return undefined;
-    case 'number':
-      return Number.isFinite(value) ? undefined : `${path} is ${value}`;
-    case 'object':
-      break;
-    default:
-      return `${path} is a ${typeof value}`;
-  }
-  if (value === null) return undefined;
-  if (depth >= MAX_DEPTH) return `${path} is nested more than ${MAX_DEPTH} levels deep`;
-  if (seen.has(value)) return `${path} is a cycle`;
-  const array = Array.isArray(value);
-  const proto = Object.getPrototypeOf(value);
-  if (!array && proto !== Object.prototype && proto !== null) {
-    return `${path} is a ${proto?.constructor?.name ?? 'class instance'}, not a plain object`;
-  }
-  if (Object.getOwnPropertySymbols(value).length > 0) return `${path} has symbol keys`;
-  if (array && Object.keys(value).length !== (value as unknown[]).length)
-    return `${path} has holes`;
-  seen.add(value);
-  for (const key of Object.keys(value)) {
-    const item = (value as Record<string, unknown>)[key];
-    if (array && item === undefined) return `${path}[${key}] is undefined`;
-    const problem = jsonProblem(
-      item,
-      array ? `${path}[${key}]` : `${path}.${key}`,
-      seen,
-      depth + 1,
-    );
-    if (problem !== undefined) return problem;
-  }
-  seen.delete(value);
-  return undefined;
 }

@@ -6,8 +6,10 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import { defineTask } from '../lib';
+import request from 'supertest';
+import { backgroundTasks, defineTask, type DefinedTask } from '../lib';
 import { copyPayload } from '../lib/json-payload';
+import { EXPRESS_VERSIONS, makeApp } from './support/apps';
 
 const PREFIX = 'add(): the payload of task "t" does not survive JSON: ';
 
@@ -211,7 +213,7 @@ describe('refused: a TypeError that names the first part that would not survive 
   test('through defineTask: add() refuses with the same message, naming the task', () => {
     const task = defineTask('send-mail', (_payload: unknown) => undefined);
     const defaults = { timeoutMs: 0, retries: 0, retryDelayMs: 0 };
-    expect(() => task.toTask({ to: [{ name: () => 'x' }] }, defaults)).toThrow(
+    expect(() => task.toTask({ to: [{ name: () => 'x' }] }, defaults, Infinity)).toThrow(
       new TypeError(
         'add(): the payload of task "send-mail" does not survive JSON: payload.to[0].name is a function',
       ),
@@ -424,5 +426,85 @@ describe('a huge payload is refused long before it is all read', () => {
     const { proxy, reads } = countingReads(target);
     expect(refusal(proxy, MiB).message).toMatch(/is too large/);
     expect(reads.count).toBeLessThan(10_000);
+  });
+});
+
+describe.each(EXPRESS_VERSIONS)(
+  '%s: maxPayloadBytes, from the middleware or the definition',
+  (_name, createExpress) => {
+    /** An app whose route adds `task` with a payload of `bytes` bytes of JSON, and answers what add() said. */
+    function appAdding(task: DefinedTask<{ text: string }>, maxPayloadBytes?: number) {
+      return makeApp(
+        createExpress,
+        (app) => {
+          app.post('/add/:bytes', (req, res) => {
+            // {"text":"…"} is 11 bytes around the text.
+            const text = 'x'.repeat(Number(req.params.bytes) - 11);
+            try {
+              res.locals.backgroundTasks.add(task, { text });
+              res.send('queued');
+            } catch (error) {
+              res.status(400).send(`${(error as Error).name}: ${(error as Error).message}`);
+            }
+          });
+        },
+        { tasks: maxPayloadBytes === undefined ? {} : { maxPayloadBytes } },
+      );
+    }
+    const sizes: number[] = [];
+    const measure = defineTask(
+      'measure',
+      ({ text }: { text: string }) => void sizes.push(text.length),
+    );
+
+    test('by default 1 MiB: a payload of 1 MiB is queued, one byte more is refused at add()', async () => {
+      const { app, bg } = appAdding(measure);
+      await request(app).post('/add/1048576').expect(200, 'queued');
+      const res = await request(app).post('/add/1048577').expect(400);
+      expect(res.text).toBe(
+        'TypeError: add(): the payload of task "measure" is too large: its JSON is at least 1048577 bytes, more than maxPayloadBytes (1048576)',
+      );
+      await bg.idle();
+      expect(bg.stats()).toMatchObject({ succeeded: 1, rejected: 0 });
+    });
+
+    test("the middleware's option sets it for every defined task; Infinity lifts it", async () => {
+      const small = appAdding(measure, 100);
+      await request(small.app).post('/add/100').expect(200, 'queued');
+      await request(small.app)
+        .post('/add/101')
+        .expect(400, /more than maxPayloadBytes \(100\)/);
+      const unlimited = appAdding(measure, Infinity);
+      await request(unlimited.app).post('/add/3000000').expect(200, 'queued');
+      await Promise.all([small.bg.idle(), unlimited.bg.idle()]);
+    });
+
+    test("a definition's own maxPayloadBytes wins over the middleware's", async () => {
+      const generous = defineTask('generous', (_payload: { text: string }) => undefined, {
+        maxPayloadBytes: 2_000_000,
+      });
+      const strict = defineTask('strict', (_payload: { text: string }) => undefined, {
+        maxPayloadBytes: 50,
+      });
+      await request(appAdding(generous).app).post('/add/1500000').expect(200, 'queued');
+      await request(appAdding(strict, Infinity).app)
+        .post('/add/51')
+        .expect(400, /task "strict" is too large: .* more than maxPayloadBytes \(50\)/);
+    });
+  },
+);
+
+test('maxPayloadBytes is checked where it is given: a positive integer or Infinity', () => {
+  for (const bad of [0, -1, 1.5, NaN, '1024', null]) {
+    expect(() => backgroundTasks({ maxPayloadBytes: bad as number })).toThrow(
+      /backgroundTasks\(\): option "maxPayloadBytes" must be an integer from 1/,
+    );
+    expect(() => defineTask('t', () => undefined, { maxPayloadBytes: bad as number })).toThrow(
+      /defineTask\(\): option "maxPayloadBytes" must be an integer from 1/,
+    );
+  }
+  expect(() => backgroundTasks({ maxPayloadBytes: Infinity })).not.toThrow();
+  expect(defineTask('t', () => undefined, { maxPayloadBytes: 10 }).options).toEqual({
+    maxPayloadBytes: 10,
   });
 });

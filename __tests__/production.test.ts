@@ -49,6 +49,7 @@ test('the defaults', () => {
     retryDelayMs: 100,
     concurrency: 16,
     maxPending: 10_000,
+    maxPayloadBytes: 1_048_576,
   });
 });
 

@@ -3,21 +3,35 @@
  * machine can run. Without a durable queue they run in-process like any other task.
  */
 import { copyPayload } from './json-payload';
-import { checkOptionsObject, resolvePolicy, type ResolvedPolicy } from './options';
+import {
+  checkMaxPayloadBytes,
+  checkOptionsObject,
+  resolvePolicy,
+  type ResolvedPolicy,
+} from './options';
 import { Task } from './task';
 import type { TaskContext, TaskPolicy } from './types';
 
 const DEFINED = Symbol('express-background-tasks.defined');
 
+/** The options of `defineTask`: a task policy, and a payload limit of its own. */
+export interface DefineTaskOptions extends TaskPolicy {
+  /**
+   * The largest payload this task takes, in UTF-8 bytes of its JSON (`Infinity`: no limit).
+   * Default: the middleware's `maxPayloadBytes`.
+   */
+  maxPayloadBytes?: number;
+}
+
 export interface DefinedTask<Payload> {
   readonly name: string;
   readonly handler: (payload: Payload, ctx: TaskContext) => unknown;
-  /** The policy given to `defineTask`; fields left out take the middleware's (or worker's) defaults. */
-  readonly options: Readonly<TaskPolicy>;
+  /** The options given to `defineTask`; fields left out take the middleware's (or worker's) defaults. */
+  readonly options: Readonly<DefineTaskOptions>;
   /** @internal */
   readonly [DEFINED]: true;
   /** @internal Checks and copies the payload, and makes the task that runs it. */
-  toTask(payload: unknown, defaults: ResolvedPolicy): Task;
+  toTask(payload: unknown, defaults: ResolvedPolicy, maxPayloadBytes: number): Task;
 }
 
 /**
@@ -28,7 +42,7 @@ export interface DefinedTask<Payload> {
 export function defineTask<Payload>(
   name: string,
   handler: (payload: Payload, ctx: TaskContext) => unknown,
-  options?: TaskPolicy,
+  options?: DefineTaskOptions,
 ): DefinedTask<Payload> {
   if (typeof name !== 'string' || name === '' || name.length > 200) {
     throw new TypeError('defineTask(): name must be a string of 1 to 200 characters');
@@ -36,18 +50,24 @@ export function defineTask<Payload>(
   if (typeof handler !== 'function')
     throw new TypeError(`defineTask("${name}"): handler must be a function`);
   // A frozen copy: later changes to the caller's object must not change what runs.
-  const policy: Readonly<TaskPolicy> = Object.freeze({
-    ...checkOptionsObject('defineTask', options, ['timeoutMs', 'retries', 'retryDelayMs']),
+  const policy: Readonly<DefineTaskOptions> = Object.freeze({
+    ...checkOptionsObject('defineTask', options, [
+      'timeoutMs',
+      'retries',
+      'retryDelayMs',
+      'maxPayloadBytes',
+    ]),
   });
   resolvePolicy('defineTask', policy, { timeoutMs: 0, retries: 0, retryDelayMs: 0 });
+  if (policy.maxPayloadBytes !== undefined)
+    checkMaxPayloadBytes('defineTask', policy.maxPayloadBytes, Infinity);
   const definition: DefinedTask<Payload> = {
     name,
     handler,
     options: policy,
     [DEFINED]: true,
-    toTask(payload, defaults) {
-      // Infinity until the maxPayloadBytes option reaches this call.
-      const copy = copyPayload(name, payload, Infinity);
+    toTask(payload, defaults, maxPayloadBytes) {
+      const copy = copyPayload(name, payload, policy.maxPayloadBytes ?? maxPayloadBytes);
       const run = (ctx: TaskContext) => handler(copy as Payload, ctx);
       return new Task(
         name,

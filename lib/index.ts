@@ -9,7 +9,7 @@ export {
 } from './error-handler';
 export type { ErrorOverride, OverrideMatch } from './error-overrides';
 export { notFound } from './not-found';
-export { defineTask, type DefinedTask } from './define-task';
+export { defineTask, type DefinedTask, type DefineTaskOptions } from './define-task';
 export { TaskTimeoutError, TaskAbandonedError } from './attempt';
 export type { DrainOptions } from './runner';
 export { LOG_MESSAGES, closeLogger, type CloseLoggerOptions, type LogLevel } from './logging';

@@ -31,6 +31,12 @@ export interface BackgroundTasksOptions extends TaskPolicy {
   maxPending?: number;
   /** A durable queue (e.g. `bullmqDurable(...)`) for tasks made with `defineTask`. Default: none, all tasks run here. */
   durable?: DurableQueue;
+  /**
+   * The largest payload of a `defineTask` task, in UTF-8 bytes of its JSON: `add()` throws a
+   * TypeError for a larger one, before it is all read. A definition may set its own. `Infinity`:
+   * no limit. Default: `1048576` (1 MiB).
+   */
+  maxPayloadBytes?: number;
 }
 
 /** `BackgroundTasksOptions` with every default filled in. */
@@ -44,6 +50,7 @@ export interface ResolvedOptions {
   readonly concurrency: number;
   readonly maxPending: number;
   readonly durable: DurableQueue | undefined;
+  readonly maxPayloadBytes: number;
 }
 
 /** The defaults of `backgroundTasks()`'s options, for reference. */
@@ -54,6 +61,7 @@ export const BACKGROUND_TASKS_DEFAULTS = Object.freeze({
   retryDelayMs: 100,
   concurrency: 16,
   maxPending: 10_000,
+  maxPayloadBytes: 1_048_576,
 });
 
 /** The longest delay `setTimeout` honours; a larger one fires at once. */
@@ -71,6 +79,7 @@ export function resolveOptions(options: BackgroundTasksOptions | undefined): Res
     'concurrency',
     'maxPending',
     'durable',
+    'maxPayloadBytes',
   ]);
   if (given.runOnAbort !== undefined && typeof given.runOnAbort !== 'boolean') {
     fail('backgroundTasks', 'runOnAbort', 'a boolean', given.runOnAbort);
@@ -99,7 +108,17 @@ export function resolveOptions(options: BackgroundTasksOptions | undefined): Res
       0,
     ),
     durable: given.durable,
+    maxPayloadBytes: checkMaxPayloadBytes(
+      'backgroundTasks',
+      given.maxPayloadBytes,
+      BACKGROUND_TASKS_DEFAULTS.maxPayloadBytes,
+    ),
   };
+}
+
+/** A payload limit: a positive integer of bytes, or `Infinity`. */
+export function checkMaxPayloadBytes(where: string, value: unknown, fallback: number): number {
+  return checkCount(where, 'maxPayloadBytes', value, fallback, 1);
 }
 
 export type ResolvedPolicy = Required<TaskPolicy>;

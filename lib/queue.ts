@@ -59,7 +59,7 @@ export class BackgroundTasks {
   add<Payload>(task: DefinedTask<Payload>, payload: NoInfer<Payload>): this;
   add(task: unknown, ...args: unknown[]): this {
     const runner = this.#runner;
-    const queued = toTask(task, args, runner.policy);
+    const queued = toTask(task, args, runner.policy, runner.maxPayloadBytes);
     if (this.#record === undefined) {
       this.#record = new RequestQueue(this.#req, this.#res, this.#requestId);
       this.#req = this.#res = undefined;

@@ -36,6 +36,8 @@ export class TaskRunner {
   readonly logger: Logger;
   /** The middleware's task policy: the defaults of every task it runs. */
   readonly policy: ResolvedPolicy;
+  /** The payload limit of defined tasks that set none. */
+  readonly maxPayloadBytes: number;
   private readonly observer: TaskObserver;
   /** The observer's counters, read here to schedule. */
   private readonly counts: BackgroundTasksStats;
@@ -59,6 +61,7 @@ export class TaskRunner {
       retries: options.retries,
       retryDelayMs: options.retryDelayMs,
     };
+    this.maxPayloadBytes = options.maxPayloadBytes;
     this.handOffs =
       options.durable === undefined
         ? undefined

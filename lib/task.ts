@@ -34,7 +34,12 @@ export class Task implements Attempting {
 }
 
 /** Builds a Task from the arguments of `add()`, or throws a TypeError that says what is wrong. */
-export function toTask(task: unknown, args: unknown[], defaults: ResolvedPolicy): Task {
+export function toTask(
+  task: unknown,
+  args: unknown[],
+  defaults: ResolvedPolicy,
+  maxPayloadBytes: number,
+): Task {
   if (typeof task === 'function') {
     return new Task(
       task.name || 'anonymous',
@@ -48,7 +53,7 @@ export function toTask(task: unknown, args: unknown[], defaults: ResolvedPolicy)
   if (isDefinedTask(task)) {
     if (args.length !== 1)
       throw new TypeError(`add(): defined task "${task.name}" takes exactly one payload argument`);
-    return task.toTask(args[0], defaults);
+    return task.toTask(args[0], defaults, maxPayloadBytes);
   }
   if (task !== null && typeof task === 'object' && typeof (task as TaskObject).run === 'function') {
     if (args.length > 0)

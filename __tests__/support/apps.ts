@@ -4,7 +4,7 @@
  */
 import express5 from 'express';
 import express4 from 'express4';
-import type { Express } from 'express';
+import type { Express, RequestHandler } from 'express';
 import {
   backgroundTasks,
   httpErrorHandler,
@@ -35,6 +35,8 @@ export interface TestAppOptions {
   errors?: Omit<HttpErrorHandlerOptions, 'logger' | 'backgroundTasks'>;
   /** Mount `backgroundTasks()` before the routes (default true). */
   mountTasks?: boolean;
+  /** A middleware mounted first, before `backgroundTasks()`. */
+  before?: RequestHandler;
 }
 
 export function makeApp(
@@ -45,6 +47,7 @@ export function makeApp(
   const log = captureLogger();
   const bg = backgroundTasks({ logger: log.logger, ...options.tasks });
   const app = createExpress();
+  if (options.before !== undefined) app.use(options.before);
   if (options.mountTasks !== false) app.use(bg);
   routes(app);
   const onError = httpErrorHandler({ logger: log.logger, ...options.errors });

@@ -42,6 +42,8 @@ export class JobRunner {
     const connectionLog = new ConnectionLog(this.logger, { queue: queueName, side: 'worker' });
     worker.on('error', (error) => connectionLog.error(error));
     worker.getBackend().on('ready', () => connectionLog.ready());
+    // 'closed' rather than startWorker's close(): a worker closed through BullMQ's own close() counts too.
+    worker.on('closed', () => connectionLog.close());
     worker.on('stalled', (jobId) =>
       safeLog(this.logger, 'warn', LOG_MESSAGES.jobStalled, { queue: queueName, jobId }),
     );

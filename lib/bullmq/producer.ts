@@ -16,7 +16,7 @@ import { ConnectionLog, resolveLocation, type QueueLocation } from './connection
 export type KeepJobsOption = JobsOptions['removeOnComplete'];
 
 export interface BullmqDurableOptions extends QueueLocation {
-  /** Where Redis connection errors are logged (once per outage). Default: JSON lines on the console. */
+  /** Where Redis errors are logged (an outage once, any other error at most once a minute). Default: JSON lines on the console. */
   logger?: Logger;
   /**
    * How long one enqueue may take, the first connection to Redis included, before it is given up
@@ -117,6 +117,8 @@ class BullmqProducer implements BullmqDurable {
   }
 
   private async shut(): Promise<void> {
+    // Errors are not logged from here on (see open()), so the repeats still untold are logged now.
+    this.connectionLog.close();
     const opened = this.opened;
     if (opened === undefined) return;
     await opened.queue.close().catch(() => undefined);

@@ -47,18 +47,14 @@ export class JobRunner {
     worker.on('stalled', (jobId) =>
       safeLog(this.logger, 'warn', LOG_MESSAGES.jobStalled, { queue: queueName, jobId }),
     );
-    // Failures decided by BullMQ without an attempt (started or stalled too often): logged here.
+    // Failures decided by BullMQ without running the task, in whichever worker takes the job next:
+    // stalled more than maxStalledCount times, or started more than maxStartedAttempts. That take
+    // counted as a start, so the last attempt that ran is the one before.
     worker.on('failed', (job, error) => {
       if (job === undefined || this.logged.has(error)) return;
       const request = requestOf(job);
-      const fields = failureFields(
-        job.name,
-        request,
-        job.attemptsMade,
-        performance.now(),
-        false,
-        error,
-      );
+      const attempt = Math.max(startsOf(job) - 1, 1);
+      const fields = failureFields(job.name, request, attempt, performance.now(), false, error);
       reportTaskFailed(
         this.logger,
         { ...fields, jobId: String(job.id) },
@@ -72,7 +68,7 @@ export class JobRunner {
   /** One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed out. */
   async run(job: AnyJob, cancelled: AbortSignal | undefined): Promise<void> {
     const startedAt = performance.now();
-    const attempt = job.attemptsMade + 1;
+    const attempt = startsOf(job);
     const request = requestOf(job);
     const task = this.tasks.get(job.name);
     if (task === undefined) {
@@ -113,15 +109,19 @@ export class JobRunner {
       ...failureFields(job.name, request, attempt, startedAt, timedOut, error),
       jobId: String(job.id),
     };
-    const retryInMs = this.retryDelay(job, attempt, error);
+    const retryInMs = this.retryDelay(job, error);
     if (retryInMs !== undefined)
       safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, { ...fields, retryInMs });
     else reportTaskFailed(this.logger, fields, error, request, this.onTaskError);
     return error;
   }
 
-  /** The delay before BullMQ retries this attempt, or undefined when it will not (the rule of BullMQ's `Job.shouldRetryJob`). */
-  private retryDelay(job: AnyJob, attempt: number, error: Error): number | undefined {
+  /**
+   * The delay before BullMQ retries this attempt, or undefined when it will not: the rule of
+   * BullMQ's `Job.shouldRetryJob`, which counts failed attempts (a stall is none), not starts.
+   */
+  private retryDelay(job: AnyJob, error: Error): number | undefined {
+    const attempt = job.attemptsMade + 1;
     const unrecoverable =
       error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
     const startedTooOften =
@@ -178,6 +178,15 @@ function settleFirst(
     clearTimeout(timer);
     if (onCancel !== undefined) cancelled!.removeEventListener('abort', onCancel);
   });
+}
+
+/**
+ * How many times the job has been started, this start included: BullMQ counts starts
+ * (`attemptsStarted`), so a run cut short by a killed worker counts, where `attemptsMade` counts
+ * only failed attempts. Never fewer than those plus one: `job.retry()` may reset the starts alone.
+ */
+function startsOf(job: AnyJob): number {
+  return Math.max(job.attemptsStarted, job.attemptsMade + 1);
 }
 
 /** The request that queued the job, from its data; a job added by other code gets a stand-in. */

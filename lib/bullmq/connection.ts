@@ -174,7 +174,7 @@ class RepeatCounter {
     for (const kind of [...this.kinds.keys()]) this.forget(kind);
   }
 
-  /** Its repeats are logged first, so that none goes uncounted. */
+  /** Forgets a kind, after logging its repeats still untold: none goes uncounted. */
   private forget(kind: string): void {
     const seen = this.kinds.get(kind)!;
     this.kinds.delete(kind);

@@ -27,7 +27,7 @@ const OWNED = ['connection', 'concurrency', 'prefix', 'autorun'] as const;
 export interface StartWorkerOptions extends QueueLocation {
   /** The tasks this worker runs, each by its `defineTask` name. Required; names must be unique. */
   tasks: readonly AnyDefinedTask[];
-  /** Where failures, retries, stalled jobs and Redis errors are logged. Default: JSON lines on the console. */
+  /** Where failures, retries, stalled jobs and Redis errors (each at most once a minute) are logged. Default: JSON lines on the console. */
   logger?: Logger;
   /** Jobs this worker runs at once. Default: `8` (tasks mostly wait on I/O; BullMQ's own default is 1). */
   concurrency?: number;

@@ -168,8 +168,8 @@ test('a job whose worker is killed (SIGKILL) mid-run is run again by another wor
   const rescuer = await spawnWorker({ redisUrl: redis.url, queueName, workerOptions });
   const rerun = await rescuer.next((e) => ran(e) && e.id === 'payment-7', 'the job to run again');
   expect(rerun).toMatchObject({ task: 'stall', requestId: 'checkout-7', pid: rescuer.pid });
-  // A stall is not a failed attempt: BullMQ does not count it in attemptsMade.
-  expect(rerun.attempt).toBe(1);
+  // The killed run counts: ctx.attempt is the number of starts (BullMQ's attemptsStarted).
+  expect(rerun.attempt).toBe(2);
   await rescuer.next(
     (e) => e.event === 'log' && e.message === LOG_MESSAGES.jobStalled,
     'the stall to be logged',

@@ -22,10 +22,14 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
-/** Starts redis-server on a free port and resolves once it accepts connections. */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * Starts redis-server on a free port and resolves once it accepts connections. `extraArgs` are
+ * added to the command line, and kept on a restart: `['--maxmemory', '2mb']`, `['--requirepass', 's3cret']`.
+ * Default: none.
+ */
+export async function startRedis(extraArgs: readonly string[] = []): Promise<RedisServer> {
   const port = await freePort();
-  let child = await launch(port);
+  let child = await launch(port, extraArgs);
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -34,7 +38,7 @@ export async function startRedis(): Promise<RedisServer> {
     },
     async restart() {
       await stopChild(child);
-      child = await launch(port);
+      child = await launch(port, extraArgs);
     },
   };
 }
@@ -58,8 +62,11 @@ export async function pollUntil<T>(
   }
 }
 
-function launch(port: number): Promise<ChildProcess> {
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+function launch(port: number, extraArgs: readonly string[]): Promise<ChildProcess> {
+  const args = [
+    ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    ...extraArgs,
+  ];
   const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let output = '';

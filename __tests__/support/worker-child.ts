@@ -8,7 +8,10 @@ import path from 'node:path';
 import type { RunEvent } from './durable-tasks';
 
 export type ChildEvent = (
-  { event: 'ready' | 'closed' } | RunEvent | { event: 'log'; level: string; message: string }
+  | { event: 'ready' | 'closed' }
+  | RunEvent
+  | { event: 'log'; level: string; message: string }
+  | { event: 'taskError'; task: string; attempt: number; jobId?: string; message: string }
 ) & {
   [field: string]: unknown;
 };
@@ -21,6 +24,8 @@ export interface WorkerChildOptions {
   workerOptions?: object;
   /** The `stall` task never ends in this worker. */
   hang?: boolean;
+  /** The names of the tasks this worker runs. Default: all of durable-tasks.ts. */
+  tasks?: string[];
 }
 
 export interface WorkerChild {
@@ -56,6 +61,7 @@ export async function spawnWorker(options: WorkerChildOptions): Promise<WorkerCh
       CONCURRENCY: String(options.concurrency ?? 1),
       WORKER_OPTIONS: JSON.stringify(options.workerOptions ?? {}),
       HANG: options.hang === true ? '1' : '0',
+      ...(options.tasks !== undefined && { TASK_NAMES: options.tasks.join(',') }),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,7 +1,8 @@
 /**
  * A worker process for the BullMQ tests, run as `node -r ts-node/register/transpile-only` with
- * REDIS_URL, QUEUE_NAME and optionally CONCURRENCY and WORKER_OPTIONS (JSON). It writes one JSON
- * line per event to stdout: `ready`, each task run, each log record, and `closed` after SIGTERM.
+ * REDIS_URL, QUEUE_NAME and optionally CONCURRENCY, WORKER_OPTIONS (JSON) and TASK_NAMES (comma
+ * separated: the tasks it runs, all by default). It writes one JSON line per event to stdout:
+ * `ready`, each task run, each log record, each `onTaskError` call, and `closed` after SIGTERM.
  */
 import winston from 'winston';
 import Transport from 'winston-transport';
@@ -18,11 +19,14 @@ class Forward extends Transport {
 }
 
 runs.on('run', say);
+const names = process.env.TASK_NAMES?.split(',');
 const worker = startWorker({
   connection: { url: process.env.REDIS_URL! },
   queueName: process.env.QUEUE_NAME!,
-  tasks: TASKS,
+  tasks: TASKS.filter((task) => names === undefined || names.includes(task.name)),
   logger: winston.createLogger({ level: 'debug', transports: [new Forward()] }),
+  onTaskError: ({ task, attempt, jobId, error }) =>
+    say({ event: 'taskError', task, attempt, jobId, message: error.message }),
   concurrency: Number(process.env.CONCURRENCY ?? 1),
   workerOptions: JSON.parse(process.env.WORKER_OPTIONS ?? '{}'),
 });

@@ -1,7 +1,9 @@
 /**
  * What the BullMQ producer and worker share: the `connection`, `queueName` and `prefix` options
- * with their checks, and the log of a Redis connection going down and coming back.
+ * with their checks, and the log of a Redis connection's errors: outages once each, other errors
+ * at most once a minute each.
  */
+import { performance } from 'node:perf_hooks';
 import type { RedisOptions } from 'ioredis';
 import type { Logger } from 'winston';
 import { LOG_MESSAGES, safeLog } from '../logging';
@@ -62,26 +64,42 @@ export function resolveLocation(
   return { connection, queueName, prefix };
 }
 
+/** The once-a-minute rule: how long repeats of one error are counted rather than logged. */
+export const REPEAT_INTERVAL_MS = 60_000;
+/** How many distinct errors one `ConnectionLog` remembers; past that, it forgets the least recently logged. */
+export const MAX_REMEMBERED_ERRORS = 100;
+
 /**
- * Logs a connection's errors once per outage rather than once per reconnection attempt (which
- * would be a line every few seconds for as long as Redis is down), and logs its return.
+ * Logs a connection's errors without flooding the log. A connection error is logged once per
+ * outage rather than once per reconnection attempt, and the return of the connection is logged.
+ * Any other error is logged at most once a minute per distinct error (by `code`, else by
+ * message): a worker whose commands Redis refuses (out of memory, a wrong password) retries at
+ * once, thousands of times a second, and each retry is an 'error' event. The next line of that
+ * error carries in `repeats` how many were not logged meanwhile, and `close()` logs what is left.
  */
 export class ConnectionLog {
   private down = false;
+  private readonly repeated: RepeatCounter;
 
+  /**
+   * @param logger Where the lines go.
+   * @param fields The fields every line carries (`queue`, `side`).
+   * @param now The clock of the once-a-minute rule, in milliseconds. Default: `performance.now()`
+   *   (monotonic, so a wall clock set back cannot silence an error).
+   */
   constructor(
     private readonly logger: Logger,
     private readonly fields: object,
-  ) {}
+    now: () => number = () => performance.now(),
+  ) {
+    this.repeated = new RepeatCounter((error, repeats) => this.write(error, repeats), now);
+  }
 
-  /** Routes an 'error' event: a connection error is logged once per outage, anything else every time. */
+  /** Routes an 'error' event: a connection error is logged once per outage, anything else at most once a minute. */
   error(thrown: unknown): void {
     const error = toError(thrown);
     if (!isConnectionError(error)) {
-      safeLog(this.logger, 'error', LOG_MESSAGES.workerError, {
-        ...this.fields,
-        error: errorFields(error),
-      });
+      this.repeated.offer(kindOf(error), error);
       return;
     }
     if (this.down) return;
@@ -98,6 +116,87 @@ export class ConnectionLog {
     this.down = false;
     safeLog(this.logger, 'info', LOG_MESSAGES.redisReady, this.fields);
   }
+
+  /** The worker or producer closed: each error with repeats not yet logged gets a last line with their count. */
+  close(): void {
+    this.repeated.flush();
+  }
+
+  private write(error: Error, repeats: number): void {
+    // Out of memory gets a message of its own; its stack is only ioredis's parser.
+    const outOfMemory = isOutOfMemory(error);
+    safeLog(
+      this.logger,
+      'error',
+      outOfMemory ? LOG_MESSAGES.redisOutOfMemory : LOG_MESSAGES.workerError,
+      { ...this.fields, error: errorFields(error, !outOfMemory), ...(repeats > 0 && { repeats }) },
+    );
+  }
+}
+
+interface Seen {
+  loggedAt: number;
+  /** Occurrences since the last line, not logged. */
+  repeats: number;
+  /** The latest of them, for the line that reports them. */
+  latest: Error;
+}
+
+/**
+ * Lets the first occurrence of each kind through, then at most one a minute, counting the
+ * others; hands each occurrence let through to `write` with the count of those held back before it.
+ */
+class RepeatCounter {
+  /** In the order of their last line: the first is the one to forget when there are too many. */
+  private readonly kinds = new Map<string, Seen>();
+
+  constructor(
+    private readonly write: (error: Error, repeats: number) => void,
+    private readonly now: () => number,
+  ) {}
+
+  offer(kind: string, error: Error): void {
+    const now = this.now();
+    const seen = this.kinds.get(kind);
+    if (seen !== undefined && now - seen.loggedAt < REPEAT_INTERVAL_MS) {
+      seen.repeats += 1;
+      seen.latest = error;
+      return;
+    }
+    this.kinds.delete(kind);
+    this.kinds.set(kind, { loggedAt: now, repeats: 0, latest: error });
+    if (this.kinds.size > MAX_REMEMBERED_ERRORS) this.forget(this.kinds.keys().next().value!);
+    this.write(error, seen?.repeats ?? 0);
+  }
+
+  /** Forgets every kind, logging the repeats still untold. */
+  flush(): void {
+    for (const kind of [...this.kinds.keys()]) this.forget(kind);
+  }
+
+  /** Forgets a kind, after logging its repeats still untold: none goes uncounted. */
+  private forget(kind: string): void {
+    const seen = this.kinds.get(kind)!;
+    this.kinds.delete(kind);
+    if (seen.repeats > 0) this.write(seen.latest, seen.repeats);
+  }
+}
+
+/** Longer messages are told apart by their start only, so that memory stays bounded. */
+const MAX_KEY_LENGTH = 500;
+
+/** Which errors count as repeats of one another: OOM replies differ by the script that failed. */
+function kindOf(error: Error): string {
+  if (isOutOfMemory(error)) return 'code:OOM';
+  const code = readProperty(error, 'code');
+  if (typeof code === 'string') return `code:${code}`;
+  return `message:${errorFields(error, false).message.slice(0, MAX_KEY_LENGTH)}`;
+}
+
+/** Redis's refusal of a write at `maxmemory` under `noeviction`. */
+function isOutOfMemory(error: Error): boolean {
+  const message = readProperty(error, 'message');
+  return typeof message === 'string' && message.startsWith('OOM ');
 }
 
 const CONNECTION_CODES = new Set([

@@ -49,20 +49,24 @@ export class JobRunner {
     const connectionLog = new ConnectionLog(this.logger, { queue: queueName, side: 'worker' });
     worker.on('error', (error) => connectionLog.error(error));
     worker.getBackend().on('ready', () => connectionLog.ready());
+    // 'closed' rather than startWorker's close(): a worker closed through BullMQ's own close() counts too.
+    worker.on('closed', () => connectionLog.close());
     worker.on('stalled', (jobId) =>
       safeLog(this.logger, 'warn', LOG_MESSAGES.jobStalled, { queue: queueName, jobId }),
     );
-    // Failures decided by BullMQ without an attempt (started or stalled too often): logged here.
+    // Failures decided by BullMQ without running the task, in whichever worker takes the job next:
+    // stalled more than maxStalledCount times, or started more than maxStartedAttempts. That take
+    // counted as a start, so the last attempt that ran is the one before.
     worker.on('failed', (job, error) => {
       if (job === undefined || this.logged.has(error)) return;
-      const { subject, source } = attemptOf(job, job.attemptsMade);
+      const { subject, source } = attemptOf(job, Math.max(startsOf(job) - 1, 1));
       this.observer.failedWithoutAttempt(subject, source, error);
     });
   }
 
   /** One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed out. */
   async run(job: AnyJob, cancelled: AbortSignal | undefined): Promise<void> {
-    const { subject, source } = attemptOf(job, job.attemptsMade + 1);
+    const { subject, source } = attemptOf(job, startsOf(job));
     this.observer.added();
     this.observer.attemptStarted(subject, source);
     const task = this.tasks.get(job.name);
@@ -102,13 +106,17 @@ export class JobRunner {
     error: Error,
   ): Error {
     this.logged.add(error);
-    const retryInMs = this.retryDelay(job, subject.attempt, error);
+    const retryInMs = this.retryDelay(job, error);
     this.observer.attemptFailed(subject, source, error, timedOut, retryInMs);
     return error;
   }
 
-  /** The delay before BullMQ retries this attempt, or undefined when it will not (the rule of BullMQ's `Job.shouldRetryJob`). */
-  private retryDelay(job: AnyJob, attempt: number, error: Error): number | undefined {
+  /**
+   * The delay before BullMQ retries this attempt, or undefined when it will not: the rule of
+   * BullMQ's `Job.shouldRetryJob`, which counts failed attempts (a stall is none), not starts.
+   */
+  private retryDelay(job: AnyJob, error: Error): number | undefined {
+    const attempt = job.attemptsMade + 1;
     const unrecoverable =
       error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
     const startedTooOften =
@@ -165,6 +173,15 @@ function settleFirst(
     clearTimeout(timer);
     if (onCancel !== undefined) cancelled!.removeEventListener('abort', onCancel);
   });
+}
+
+/**
+ * How many times the job has been started, this start included: BullMQ counts starts
+ * (`attemptsStarted`), so a run cut short by a killed worker counts, where `attemptsMade` counts
+ * only failed attempts. Never fewer than those plus one: `job.retry()` may reset the starts alone.
+ */
+function startsOf(job: AnyJob): number {
+  return Math.max(job.attemptsStarted, job.attemptsMade + 1);
 }
 
 /** A job as the observer follows it: its attempt, under the trace context the job carries, and its request. */

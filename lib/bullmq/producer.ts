@@ -16,7 +16,7 @@ import { ConnectionLog, resolveLocation, type QueueLocation } from './connection
 export type KeepJobsOption = JobsOptions['removeOnComplete'];
 
 export interface BullmqDurableOptions extends QueueLocation {
-  /** Where Redis connection errors are logged (once per outage). Default: JSON lines on the console. */
+  /** Where Redis errors are logged (an outage once, any other error at most once a minute). Default: JSON lines on the console. */
   logger?: Logger;
   /**
    * How long one enqueue may take, the first connection to Redis included, before it is given up
@@ -40,6 +40,8 @@ export interface BullmqDurable extends DurableQueue {
 export interface DurableJobData {
   payload: unknown;
   request: DurableJob['request'];
+  /** The W3C trace context of the hand-off, when it was traced: the worker's span continues it. */
+  trace?: DurableJob['trace'];
 }
 
 /**
@@ -92,7 +94,11 @@ class BullmqProducer implements BullmqDurable {
   async enqueue(job: DurableJob): Promise<string> {
     if (this.closing !== undefined) throw new Error('bullmqDurable(): closed');
     const { client, queue } = this.open();
-    const data: DurableJobData = { payload: job.payload, request: job.request };
+    const data: DurableJobData = {
+      payload: job.payload,
+      request: job.request,
+      ...(job.trace !== undefined && { trace: job.trace }),
+    };
     let givenUp = false;
     const add = async () => {
       await this.whenReady(client);
@@ -117,6 +123,8 @@ class BullmqProducer implements BullmqDurable {
   }
 
   private async shut(): Promise<void> {
+    // Errors are not logged from here on (see open()), so the repeats still untold are logged now.
+    this.connectionLog.close();
     const opened = this.opened;
     if (opened === undefined) return;
     await opened.queue.close().catch(() => undefined);

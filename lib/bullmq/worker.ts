@@ -27,7 +27,7 @@ const OWNED = ['connection', 'concurrency', 'prefix', 'autorun'] as const;
 export interface StartWorkerOptions extends QueueLocation {
   /** The tasks this worker runs, each by its `defineTask` name. Required; names must be unique. */
   tasks: readonly AnyDefinedTask[];
-  /** Where failures, retries, stalled jobs and Redis errors are logged. Default: JSON lines on the console. */
+  /** Where failures, retries, stalled jobs and Redis errors (each at most once a minute) are logged. Default: JSON lines on the console. */
   logger?: Logger;
   /** Jobs this worker runs at once. Default: `8` (tasks mostly wait on I/O; BullMQ's own default is 1). */
   concurrency?: number;
@@ -45,7 +45,10 @@ export interface StartWorkerOptions extends QueueLocation {
 export interface DurableWorker {
   /** The BullMQ worker, for its events and methods. */
   readonly worker: Worker<unknown, unknown, string>;
-  /** Stops taking jobs, waits for the running ones to end, and closes the connections. */
+  /**
+   * Stops taking jobs, waits for the running ones to end, and closes the connections; also when
+   * Redis was never reached, which BullMQ's own `worker.close()` would wait for forever.
+   */
   close(): Promise<void>;
 }
 
@@ -92,7 +95,15 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
     },
   );
   runner.watch(worker, queueName);
-  return { worker, close: () => worker.close() };
+  // BullMQ's close() waits forever for a connection that never became ready (a wrong password,
+  // Redis down since the start). Such a worker has taken no job, so closing it by force loses nothing.
+  let ready = false;
+  worker
+    .getBackend()
+    .waitUntilReady()
+    .then(() => (ready = true))
+    .catch(() => undefined);
+  return { worker, close: () => worker.close(!ready) };
 }
 
 function tasksByName(where: string, tasks: unknown, timeoutMs: number): Map<string, Runnable> {

@@ -23,12 +23,14 @@ export const LOG_MESSAGES = {
   redisReady: 'redis connection restored',
   workerError: 'durable worker error',
   jobStalled: 'durable job stalled',
-  redisOutOfMemory: 'redis out of memory: maxmemory reached, so jobs can be neither stored nor taken',
+  redisOutOfMemory:
+    'redis out of memory: maxmemory reached, so jobs can be neither stored nor taken',
   requestFailed: 'request failed',
   overrideFailed: 'error override failed',
   headerSkipped: 'error header skipped',
   loggerFailed: 'logger failed; its records go to stderr from now on',
-  loggerStalled: 'logger is not keeping up; its records go to stderr while 1000 wait unacknowledged',
+  loggerStalled:
+    'logger is not keeping up; its records go to stderr while 1000 wait unacknowledged',
   loggerCloseTimedOut: 'logger did not finish in time; records it still held may be lost',
 } as const;
 

@@ -56,6 +56,37 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       await request(app).get('/fail').expect(400, 'Bad Request');
     });
 
+    test("an Error that http-errors' isHttpError() accepts (expose, status equal to statusCode) is an HttpError: its exposed 4xx message is shown", async () => {
+      // The duck-typed form: what a second copy of http-errors (body-parser's own, say) makes.
+      const duck = Object.assign(new Error('email is required'), {
+        status: 400,
+        statusCode: 400,
+        expose: true,
+      });
+      expect(createError.isHttpError(duck)).toBe(true);
+      await request(failingApp(createExpress, duck).app)
+        .get('/fail')
+        .expect(400, 'email is required');
+    });
+
+    test('short of that (expose missing or false, or statusCode not equal to status), only the status text', async () => {
+      const cases = [
+        { status: 400, statusCode: 400 },
+        { status: 400, statusCode: 400, expose: false },
+        { status: 400, statusCode: 422, expose: true },
+        { status: 400, expose: true },
+        { status: 503, statusCode: 503, expose: true },
+      ];
+      for (const fields of cases) {
+        const error = Object.assign(new Error('internal detail'), fields);
+        const res = await request(failingApp(createExpress, error).app).get('/fail');
+        expect([res.status, res.text]).toEqual([
+          fields.status,
+          fields.status === 503 ? 'Service Unavailable' : 'Bad Request',
+        ]);
+      }
+    });
+
     test('a plain Error becomes a 500 with the status text', async () => {
       const error = new Error('secret path /srv/app/config.json');
       const { app } = failingApp(createExpress, error);

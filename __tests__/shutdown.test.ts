@@ -4,65 +4,23 @@
  * drain bound is logged as abandoned, by name, and the process still exits; with a File transport
  * every line it logged is in the file when it has exited.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
+import { logLines, startDemo as start, type Demo } from './support/demo-process';
 
-interface Demo {
-  child: ChildProcessWithoutNullStreams;
-  base: string;
-  output: () => string;
-  exited: Promise<number | null>;
-  notifications: () => string;
-}
-
+const running: Demo[] = [];
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+afterAll(() => {
+  running.forEach((demo) => demo.cleanUp());
+  dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }));
+});
 
-/** Starts the demo on a free port and resolves once it says where it listens. */
 async function startDemo(env: Record<string, string>): Promise<Demo> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ebt-shutdown-'));
-  dirs.push(dir);
-  const notificationLog = path.join(dir, 'notifications.log');
-  const child = spawn(
-    process.execPath,
-    ['-r', 'ts-node/register/transpile-only', 'demo-app/server.ts'],
-    {
-      cwd: path.join(__dirname, '..'),
-      env: { ...process.env, PORT: '0', NOTIFICATION_LOG: notificationLog, REDIS_URL: '', ...env },
-    },
-  );
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const base = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', () => {
-      const match = /demo listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match) resolve(match[1]);
-    });
-    void exited.then((code) =>
-      reject(new Error(`demo exited (${code}) before listening:\n${output}`)),
-    );
-  });
-  const notifications = () => {
-    try {
-      return readFileSync(notificationLog, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  return { child, base, output: () => output, exited, notifications };
-}
-
-/** The JSON log lines the demo printed. */
-function logLines(output: string): Array<Record<string, unknown>> {
-  return output
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line));
+  const demo = await start(env);
+  running.push(demo);
+  return demo;
 }
 
 test.each(['SIGTERM', 'SIGINT'] as const)(

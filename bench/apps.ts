@@ -13,6 +13,7 @@ import createError from 'http-errors';
 import onFinished from 'on-finished';
 import { backgroundTasks, httpErrorHandler } from '../lib';
 import { silentLogger, taskFailureLog } from './logger';
+import { handWrittenTracedTask, registerSdk } from './otel';
 
 export type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -243,5 +244,32 @@ export const SCENARIOS: Record<string, Scenario> = {
     id: '8',
     title: 'Fastify + onResponse hook running the no-op task',
     build: () => fastifyApp(true),
+  },
+  handWrittenOtel: {
+    id: '9r',
+    title: 'OpenTelemetry SDK registered: hand-written span + histogram point around the task',
+    build: async () => {
+      const dropSpans = registerSdk();
+      const traced = handWrittenTracedTask(noopTask);
+      const app = expressApp((app) =>
+        app.get('/', (_req, res) => {
+          traced(res);
+          res.json(BODY);
+        }),
+      );
+      return { ...app, idle: async () => dropSpans() };
+    },
+  },
+  suiteTaskOtel: {
+    id: '9',
+    title: 'OpenTelemetry SDK registered: suite, one no-op task (its span and metrics)',
+    build: async () => {
+      const dropSpans = registerSdk();
+      const app = suiteApp((_req, res) => {
+        res.locals.backgroundTasks.add(noopTask);
+        res.json(BODY);
+      });
+      return { ...app, idle: () => app.idle().then(dropSpans) };
+    },
   },
 };

@@ -81,6 +81,15 @@ export const CPU_COMPARISONS: Comparison[] = [
     reference: 'fastifyBare',
     candidate: 'fastifyHook',
   },
+  {
+    // Never in --quick: that runs every comparison in one process, and the SDK it registers
+    // would then trace the other scenarios too.
+    key: '9 vs 9r',
+    label: 'OpenTelemetry SDK registered: suite, one task vs hand-written span + histogram point',
+    reference: 'handWrittenOtel',
+    candidate: 'suiteTaskOtel',
+    minRatio: 0.95,
+  },
 ];
 
 /** The A/A control must come out within this of 1.00, or the run is too noisy to read 2%. */

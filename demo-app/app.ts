@@ -3,19 +3,22 @@
  * a message containing "hello" raises a 500 whose handler queues an ops notification; one route's
  * task always throws, to show the failure arriving in the log while the server keeps serving.
  */
-import express from 'express';
+import express, { type RequestHandler } from 'express';
 import createError from 'http-errors';
 import type { Logger } from 'winston';
 import { backgroundTasks, httpErrorHandler, notFound, type DurableQueue } from '../lib';
 import { sendNotification, writeNotification } from './notifications';
+import { traceRequests } from './telemetry';
 
 export interface DemoOptions {
   logger?: Logger;
   /** A durable queue for the defined notification task (see server.ts: set when REDIS_URL is). */
   durable?: DurableQueue;
+  /** More routers, by path, mounted before the 404 (the queue dashboard, when REDIS_URL is set). */
+  mount?: Record<string, RequestHandler>;
 }
 
-export function createDemoApp({ logger, durable }: DemoOptions = {}) {
+export function createDemoApp({ logger, durable, mount = {} }: DemoOptions = {}) {
   const bg = backgroundTasks({ logger, durable });
   const onError = httpErrorHandler({
     backgroundTasks: bg,
@@ -27,6 +30,7 @@ export function createDemoApp({ logger, durable }: DemoOptions = {}) {
     },
   });
   const app = express();
+  app.use(traceRequests);
   app.use(bg);
 
   app.post('/send-notification/:email', (req, res) => {
@@ -61,6 +65,7 @@ export function createDemoApp({ logger, durable }: DemoOptions = {}) {
     res.status(202).json({ message: `Report queued; it takes ${ms} ms.` });
   });
 
+  for (const [path, router] of Object.entries(mount)) app.use(path, router);
   app.use(notFound());
   app.use(onError);
   return { app, bg, onError };

@@ -3,33 +3,47 @@
  * says: on SIGTERM or SIGINT it stops accepting connections, drains the background tasks for at
  * most DRAIN_TIMEOUT_MS, logs `shutdown complete`, closes the logger so that every line reaches
  * its destination, and exits 0. With LOG_FILE set it logs to that file instead of the console.
+ * Prometheus metrics are served on METRICS_PORT (default 9464); OTEL_TRACES_EXPORTER=console
+ * prints the spans; with REDIS_URL the defined task goes through BullMQ and the queue dashboard
+ * (bull-board) is at /admin/queues.
  */
 import type { AddressInfo } from 'node:net';
+import type { RequestHandler } from 'express';
 import winston from 'winston';
-import { closeLogger } from '../lib';
+import { closeLogger, type DurableQueue } from '../lib';
 import { createDemoApp } from './app';
 import { notificationLog } from './notifications';
+import { startTelemetry } from './telemetry';
 
 const port = Number(process.env.PORT ?? 3000);
 const host = process.env.HOST ?? '127.0.0.1';
+const metricsPort = Number(process.env.METRICS_PORT ?? 9464);
 const drainTimeoutMs = Number(process.env.DRAIN_TIMEOUT_MS ?? 10_000);
+/** The BullMQ queue of the demo; `npm run worker` takes from it. */
+const DEMO_QUEUE = 'demo-background-tasks';
 
 async function main(): Promise<void> {
+  const telemetry = await startTelemetry(host, metricsPort);
   const logger = createLogger(process.env.LOG_FILE);
-  const durable = process.env.REDIS_URL
-    ? await redisQueue(process.env.REDIS_URL, logger)
-    : undefined;
-  const { app, bg } = createDemoApp({ logger, durable });
+  const redis = process.env.REDIS_URL ? await withRedis(process.env.REDIS_URL, logger) : undefined;
+  const { app, bg } = createDemoApp({
+    logger,
+    durable: redis?.durable,
+    mount: redis === undefined ? {} : { '/admin/queues': redis.dashboard },
+  });
   const server = app.listen(port, host, () => {
     const { port: actual } = server.address() as AddressInfo;
     const base = `http://${host}:${actual}`;
-    console.log(`demo listening on ${base}${durable ? ' (tasks on BullMQ: run `npm run worker`)' : ''}
+    console.log(`demo listening on ${base}${redis ? ' (tasks on BullMQ: run `npm run worker`)' : ''}
 try:
   curl -X POST '${base}/send-notification/ann@example.com?message=welcome'   # queues a notification
   curl -X POST '${base}/send-notification/ann@example.com?message=hello'     # 500; the handler notifies ops
   curl -X POST '${base}/failing-task'                                        # the task fails: see the log
   curl -X POST '${base}/report?ms=3000'                                      # a slow task; Ctrl-C drains it
-notifications are appended to ${notificationLog()}`);
+  curl ${telemetry.metricsUrl}                                 # Prometheus metrics
+notifications are appended to ${notificationLog()}${
+      redis ? `\nqueue dashboard: ${base}/admin/queues` : ''
+    }${process.env.OTEL_TRACES_EXPORTER === 'console' ? '\nspans are printed below as they end' : ''}`);
   });
 
   let stopping = false;
@@ -42,7 +56,8 @@ notifications are appended to ${notificationLog()}`);
     server.close();
     server.closeIdleConnections();
     const { completed, abandoned } = await bg.drain({ timeoutMs: drainTimeoutMs });
-    await durable?.close?.();
+    await redis?.close();
+    await telemetry.shutdown();
     logger.info('shutdown complete', { completed, abandoned });
     await closeLogger(logger);
     process.exit(0);
@@ -61,10 +76,32 @@ function createLogger(file: string | undefined): winston.Logger {
   });
 }
 
-/** Loaded only when REDIS_URL is set, so the demo never needs Redis otherwise. */
-async function redisQueue(url: string, logger: winston.Logger) {
+/**
+ * The durable queue and the dashboard, loaded only when REDIS_URL is set, so that the demo never
+ * needs Redis (nor bullmq) otherwise.
+ */
+async function withRedis(
+  url: string,
+  logger: winston.Logger,
+): Promise<{ durable: DurableQueue; dashboard: RequestHandler; close(): Promise<void> }> {
   const { bullmqDurable } = await import('../lib/bullmq');
-  return bullmqDurable({ connection: { url }, queueName: 'demo-background-tasks', logger });
+  const { Queue } = await import('bullmq');
+  const { createBullBoard } = await import('@bull-board/api');
+  const { BullMQAdapter } = await import('@bull-board/api/bullMQAdapter');
+  const { ExpressAdapter } = await import('@bull-board/express');
+  const durable = bullmqDurable({ connection: { url }, queueName: DEMO_QUEUE, logger });
+  const queue = new Queue(DEMO_QUEUE, { connection: { url } });
+  queue.on('error', () => undefined); // the durable queue logs Redis outages once; the dashboard shows them
+  const board = new ExpressAdapter();
+  board.setBasePath('/admin/queues');
+  createBullBoard({ queues: [new BullMQAdapter(queue)], serverAdapter: board });
+  return {
+    durable,
+    dashboard: board.getRouter() as RequestHandler,
+    async close() {
+      await Promise.all([durable.close(), queue.close()]);
+    },
+  };
 }
 
 void main();

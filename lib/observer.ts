@@ -12,7 +12,7 @@ import { LOG_MESSAGES, safeLog } from './logging';
 import {
   countInGauges,
   endSpan,
-  metricsOn,
+  meters,
   recordAttempt,
   recordTaskEnd,
   inSpan,
@@ -20,6 +20,7 @@ import {
   startEnqueueSpan,
   traceCarrier,
   type AttemptOutcome,
+  type Instruments,
   type TaskOutcome,
   type TraceCarrier,
 } from './telemetry';
@@ -102,7 +103,8 @@ export class TaskObserver {
     this.counts.running--;
     this.counts.succeeded++;
     // A success is timed only when a meter records it: performance.now() is not free.
-    this.attemptOver(task, 'succeeded', undefined, metricsOn() ? this.elapsed(task) : undefined);
+    const instruments = meters();
+    this.attemptOver(task, 'succeeded', undefined, instruments && this.elapsed(task), instruments);
   }
 
   /**
@@ -132,7 +134,7 @@ export class TaskObserver {
         retryInMs,
       });
     });
-    this.attemptOver(task, timedOut ? 'timed_out' : 'failed', error, durationMs);
+    this.attemptOver(task, timedOut ? 'timed_out' : 'failed', error, durationMs, meters());
   }
 
   /**
@@ -166,7 +168,7 @@ export class TaskObserver {
     );
     if (running) {
       const error = reason ?? new TaskAbandonedError('task abandoned by drain()');
-      this.attemptOver(task, 'abandoned', error, this.elapsed(task));
+      this.attemptOver(task, 'abandoned', error, this.elapsed(task), meters());
     } else this.taskOver(task.name, 'abandoned');
   }
 
@@ -230,23 +232,27 @@ export class TaskObserver {
     outcome: AttemptOutcome,
     error: Error | undefined,
     durationMs: number | undefined,
+    instruments: Instruments | undefined,
   ): void {
     const { span } = task;
     if (span !== undefined) {
       task.span = undefined;
       endSpan(span, outcome, error);
     }
-    if (durationMs !== undefined)
-      recordAttempt(task.name, outcome, durationMs / 1_000, this.durable);
-    if (outcome === 'succeeded' || outcome === 'abandoned') this.taskOver(task.name, outcome);
+    if (instruments === undefined) return;
+    recordAttempt(instruments, task.name, outcome, durationMs! / 1_000, this.durable);
+    if (outcome === 'succeeded' || outcome === 'abandoned')
+      recordTaskEnd(instruments, task.name, outcome, this.durable);
   }
 
   private elapsed(task: Attempting): number {
     return performance.now() - task.startedAt;
   }
 
+  /** Counts a task's end in the metrics (its stats() counter is the caller's). */
   private taskOver(name: string, outcome: TaskOutcome): void {
-    recordTaskEnd(name, outcome, this.durable);
+    const instruments = meters();
+    if (instruments !== undefined) recordTaskEnd(instruments, name, outcome, this.durable);
   }
 
   /** The task has failed for good: counted, logged at `error`, then `onTaskError` is called. */

@@ -11,8 +11,12 @@ import type { Task } from './task';
 import type { TaskRequest } from './types';
 
 export class RequestQueue implements RequestSource {
-  /** Tasks not yet started, oldest first from `head`. */
-  private list: Task[] | undefined = undefined;
+  /**
+   * The oldest task not yet started, and the later ones from `head` in `rest`. Most requests
+   * queue one task, which may wait behind `concurrency` for a while: it needs no array.
+   */
+  private first: Task | undefined = undefined;
+  private rest: Task[] | undefined = undefined;
   private head = 0;
   /** Defined tasks bound for the durable queue when the response ends. */
   private durable: Task[] | undefined = undefined;
@@ -47,15 +51,17 @@ export class RequestQueue implements RequestSource {
   /** Tasks added and not yet started (nor handed to a durable queue). */
   get size(): number {
     return (
-      (this.list === undefined ? 0 : this.list.length - this.head) + (this.durable?.length ?? 0)
+      (this.first === undefined ? 0 : 1) +
+      (this.rest === undefined ? 0 : this.rest.length - this.head) +
+      (this.durable?.length ?? 0)
     );
   }
 
   push(task: Task): void {
-    // `[task]`, not `[]` then push: a first push gives an empty array room for 17 (152 bytes),
-    // and most requests queue one task, which may wait behind `concurrency` for a while.
-    if (this.list === undefined) this.list = [task];
-    else this.list.push(task);
+    if (this.first === undefined && this.rest === undefined) this.first = task;
+    // `[task]`, not `[]` then push: a first push gives an empty array room for 17 (152 bytes).
+    else if (this.rest === undefined) this.rest = [task];
+    else this.rest.push(task);
   }
 
   pushDurable(task: Task): void {
@@ -72,7 +78,7 @@ export class RequestQueue implements RequestSource {
   /** Removes the tasks not yet started (not one that runs or waits to retry); returns how many. */
   clear(): number {
     const removed = this.size;
-    this.list = undefined;
+    this.first = this.rest = undefined;
     this.head = 0;
     this.durable = undefined;
     return removed;
@@ -80,7 +86,7 @@ export class RequestQueue implements RequestSource {
 
   /** A task is ready to run here. */
   hasNext(): boolean {
-    return this.retrying !== undefined || (this.list !== undefined && this.head < this.list.length);
+    return this.retrying !== undefined || this.first !== undefined || this.rest !== undefined;
   }
 
   /** The task to start next: one waiting to retry, else the oldest. */
@@ -90,11 +96,16 @@ export class RequestQueue implements RequestSource {
       this.retrying = undefined;
       return retry;
     }
-    const list = this.list;
-    if (list === undefined || this.head === list.length) return undefined;
-    const task = list[this.head++];
-    if (this.head === list.length) {
-      this.list = undefined;
+    const first = this.first;
+    if (first !== undefined) {
+      this.first = undefined;
+      return first;
+    }
+    const rest = this.rest;
+    if (rest === undefined) return undefined;
+    const task = rest[this.head++];
+    if (this.head === rest.length) {
+      this.rest = undefined;
       this.head = 0;
     }
     return task;

@@ -6,6 +6,7 @@
  * registers an SDK, and nothing global is registered here. Called only by the observer.
  */
 import {
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -66,12 +67,24 @@ export interface SpanSubject {
   readonly jobId?: string;
 }
 
-// A ProxyTracer: it follows a tracer provider registered after this module was loaded.
-const tracer = trace.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
+// The API's proxy provider: it takes the SDK's provider as its delegate whenever that is
+// registered, and so does the ProxyTracer it gives out.
+const proxyProvider = trace.getTracerProvider() as ProxyTracerProvider;
+const tracer = proxyProvider.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
+/** What the proxy delegates to while no tracer provider is registered. */
+const NO_TRACING = new ProxyTracerProvider().getDelegate();
 
-/** The context active now: taken when a task is added, to parent its spans. */
-export function activeContext(): Context {
-  return context.active();
+/**
+ * True when a tracer provider is registered. Two property reads: without an SDK, a task costs
+ * no context lookup, no span object and no span name.
+ */
+export function tracingOn(): boolean {
+  return proxyProvider.getDelegate() !== NO_TRACING;
+}
+
+/** The context active now, when tracing is on: taken when a task is added, to parent its spans. */
+export function activeContext(): Context | undefined {
+  return tracingOn() ? context.active() : undefined;
 }
 
 /**
@@ -83,6 +96,7 @@ export function startAttemptSpan(
   requestId: string,
   kind: SpanKind,
 ): Span | undefined {
+  if (!tracingOn()) return undefined;
   const span = tracer.startSpan(
     `background task ${subject.name}`,
     { kind },
@@ -98,6 +112,7 @@ export function startAttemptSpan(
 
 /** Starts the `PRODUCER` span of a hand-off to the durable queue; undefined when not recorded. */
 export function startEnqueueSpan(subject: SpanSubject, requestId: string): Span | undefined {
+  if (!tracingOn()) return undefined;
   const span = tracer.startSpan(
     `enqueue ${subject.name}`,
     { kind: SpanKind.PRODUCER },
@@ -166,24 +181,33 @@ export function contextFromCarrier(carrier: unknown): Context | undefined {
   });
 }
 
-/** True when a meter provider is registered: only then is an attempt's end worth timing. */
-export function metricsOn(): boolean {
-  return instruments() !== undefined;
+/**
+ * The instruments of the meter provider registered now, or undefined when there is none: then an
+ * attempt's end is not even timed. Taken once per event and passed to the two functions below.
+ */
+export function meters(): Instruments | undefined {
+  return instruments();
 }
 
 /** One point of `background_task.attempt.duration`. */
 export function recordAttempt(
+  meters: Instruments,
   name: string,
   outcome: AttemptOutcome,
   seconds: number,
   durable: boolean,
 ): void {
-  instruments()?.attemptDuration.record(seconds, metricAttributes(name, outcome, durable));
+  meters.attemptDuration.record(seconds, metricAttributes(name, outcome, durable));
 }
 
 /** One count of `background_task.ended`. */
-export function recordTaskEnd(name: string, outcome: TaskOutcome, durable: boolean): void {
-  instruments()?.ended.add(1, metricAttributes(name, outcome, durable));
+export function recordTaskEnd(
+  meters: Instruments,
+  name: string,
+  outcome: TaskOutcome,
+  durable: boolean,
+): void {
+  meters.ended.add(1, metricAttributes(name, outcome, durable));
 }
 
 /**
@@ -195,9 +219,9 @@ export function countInGauges(counts: BackgroundTasksStats): void {
   instruments(); // so that the gauges exist from now on, not only from the first task
 }
 
-interface Instruments {
-  attemptDuration: Histogram;
-  ended: Counter;
+export interface Instruments {
+  readonly attemptDuration: Histogram;
+  readonly ended: Counter;
 }
 
 const liveCounts = new Set<WeakRef<BackgroundTasksStats>>();

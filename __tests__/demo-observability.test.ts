@@ -25,8 +25,7 @@ test('a scrape of /metrics after the failing task shows it ended failed, and its
     const text = await (await fetch(metricsUrl)).text();
     return text.includes('background_task_ended_total{') ? text : undefined;
   }, 'the failed task in the scrape');
-  const labels =
-    'background_task_name="chargeCard",background_task_outcome="failed",background_task_durable="false"';
+  const labels = 'background_task_name="chargeCard",background_task_outcome="failed"';
   expect(body).toMatch(new RegExp(`^background_task_ended_total\\{${labels}[^}]*\\} 1$`, 'm'));
   expect(body).toMatch(
     new RegExp(`^background_task_attempt_duration_count\\{${labels}[^}]*\\} 1$`, 'm'),

@@ -8,6 +8,7 @@ import type { RedisOptions } from 'ioredis';
 import type { Logger } from 'winston';
 import { LOG_MESSAGES, safeLog } from '../logging';
 import { fail } from '../options';
+import { RepeatCounter } from './repeat-counter';
 import { errorFields, readProperty, toError } from '../thrown';
 
 /**
@@ -63,11 +64,6 @@ export function resolveLocation(
     fail(where, 'prefix', 'a non-empty string', prefix);
   return { connection, queueName, prefix };
 }
-
-/** The once-a-minute rule: how long repeats of one error are counted rather than logged. */
-export const REPEAT_INTERVAL_MS = 60_000;
-/** How many distinct errors one `ConnectionLog` remembers; past that, it forgets the least recently logged. */
-export const MAX_REMEMBERED_ERRORS = 100;
 
 /**
  * Logs a connection's errors without flooding the log. A connection error is logged once per
@@ -131,54 +127,6 @@ export class ConnectionLog {
       outOfMemory ? LOG_MESSAGES.redisOutOfMemory : LOG_MESSAGES.workerError,
       { ...this.fields, error: errorFields(error, !outOfMemory), ...(repeats > 0 && { repeats }) },
     );
-  }
-}
-
-interface Seen {
-  loggedAt: number;
-  /** Occurrences since the last line, not logged. */
-  repeats: number;
-  /** The latest of them, for the line that reports them. */
-  latest: Error;
-}
-
-/**
- * Lets the first occurrence of each kind through, then at most one a minute, counting the
- * others; hands each occurrence let through to `write` with the count of those held back before it.
- */
-class RepeatCounter {
-  /** In the order of their last line: the first is the one to forget when there are too many. */
-  private readonly kinds = new Map<string, Seen>();
-
-  constructor(
-    private readonly write: (error: Error, repeats: number) => void,
-    private readonly now: () => number,
-  ) {}
-
-  offer(kind: string, error: Error): void {
-    const now = this.now();
-    const seen = this.kinds.get(kind);
-    if (seen !== undefined && now - seen.loggedAt < REPEAT_INTERVAL_MS) {
-      seen.repeats += 1;
-      seen.latest = error;
-      return;
-    }
-    this.kinds.delete(kind);
-    this.kinds.set(kind, { loggedAt: now, repeats: 0, latest: error });
-    if (this.kinds.size > MAX_REMEMBERED_ERRORS) this.forget(this.kinds.keys().next().value!);
-    this.write(error, seen?.repeats ?? 0);
-  }
-
-  /** Forgets every kind, logging the repeats still untold. */
-  flush(): void {
-    for (const kind of [...this.kinds.keys()]) this.forget(kind);
-  }
-
-  /** Forgets a kind, after logging its repeats still untold: none goes uncounted. */
-  private forget(kind: string): void {
-    const seen = this.kinds.get(kind)!;
-    this.kinds.delete(kind);
-    if (seen.repeats > 0) this.write(seen.latest, seen.repeats);
   }
 }
 

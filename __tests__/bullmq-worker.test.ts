@@ -200,6 +200,20 @@ test('a job for a task this worker does not know fails once, logged, without ret
   );
 });
 
+test("the worker's stats() count what ended on it, by outcome (the five jobs above), with nothing pending", () => {
+  // flaky succeeded after two retries; broken and orphan failed; slow and deaf timed out.
+  expect(durableWorker.stats()).toEqual({
+    pending: 0,
+    running: 0,
+    succeeded: 1,
+    failed: 2,
+    timedOut: 2,
+    rejected: 0,
+    abandoned: 0,
+    enqueued: 0,
+  });
+});
+
 describe('options are checked when created, before any connection', () => {
   const connection = { url: 'redis://127.0.0.1:1' };
   const tasks = [flaky];

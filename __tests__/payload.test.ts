@@ -185,6 +185,21 @@ describe('refused: a TypeError that names the first part that would not survive 
     ['a boxed string', { s: new String('x') }, 'payload.s is a String, not a plain object'],
     ['an array subclass', { tags: Tags.from(['a']) }, 'payload.tags is a Tags, not a plain array'],
     ['a hole in an array', { list: holey }, 'payload.list[1] is a hole'],
+    [
+      "an array's own toJSON (JSON would send what it returns)",
+      { list: Object.assign([1, 2], { toJSON: () => 'two items' }) },
+      'payload.list has a toJSON method, which JSON would call instead',
+    ],
+    [
+      'a non-enumerable toJSON on a plain object',
+      { user: Object.defineProperty({ id: 1 }, 'toJSON', { value: () => ({}) }) },
+      'payload.user has a toJSON method, which JSON would call instead',
+    ],
+    [
+      'a toJSON getter',
+      { user: Object.defineProperty({ id: 1 }, 'toJSON', { get: () => () => 1 }) },
+      'payload.user has a toJSON method, which JSON would call instead',
+    ],
     ['an undefined array item', { list: [1, undefined] }, 'payload.list[1] is undefined'],
     ['symbol keys on an object', { meta: { [Symbol('s')]: 1 } }, 'payload.meta has symbol keys'],
     [

@@ -652,9 +652,14 @@ describe('a durable queue that does not answer', () => {
     fail(new Error('redis is gone'));
     await bg.idle();
     await new Promise((resolve) => setImmediate(resolve));
-    expect(log.find(LOG_MESSAGES.enqueueFailed)).toEqual([
-      expect.objectContaining({ task: 'notify', abandoned: true }),
+    // Its own message: "running the task in-process" would not be true of it.
+    expect(log.find(LOG_MESSAGES.enqueueFailedAbandoned)).toEqual([
+      expect.objectContaining({
+        task: 'notify',
+        error: expect.objectContaining({ message: 'redis is gone' }),
+      }),
     ]);
+    expect(log.find(LOG_MESSAGES.enqueueFailed)).toEqual([]);
     expect(bg.stats()).toMatchObject({
       pending: 0,
       running: 0,

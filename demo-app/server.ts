@@ -23,7 +23,12 @@ const drainTimeoutMs = Number(process.env.DRAIN_TIMEOUT_MS ?? 10_000);
 const DEMO_QUEUE = 'demo-background-tasks';
 
 async function main(): Promise<void> {
-  const telemetry = await startTelemetry(host, metricsPort);
+  const telemetry = await startTelemetry(host, metricsPort).catch((error: Error) => {
+    throw new Error(
+      `the metrics endpoint could not listen on ${host}:${metricsPort} (${error.message}): ` +
+        'set METRICS_PORT to a free port, or to 0 to take any',
+    );
+  });
   const logger = createLogger(process.env.LOG_FILE);
   const redis = process.env.REDIS_URL ? await withRedis(process.env.REDIS_URL, logger) : undefined;
   const { app, bg } = createDemoApp({
@@ -104,4 +109,7 @@ async function withRedis(
   };
 }
 
-void main();
+main().catch((error: Error) => {
+  console.error(`demo: ${error.message}`);
+  process.exit(1);
+});

@@ -27,8 +27,9 @@ export interface DemoTelemetry {
 }
 
 /**
- * Registers the SDK: the metrics endpoint always (on port 0, a free one, which the result
- * names), the console span exporter when asked for.
+ * Registers the SDK: the metrics endpoint always, on `metricsPort` (0 takes a free port; the
+ * result names the one it got), and the console span exporter when asked for. Rejects when the
+ * port cannot be had.
  */
 export async function startTelemetry(host: string, metricsPort: number): Promise<DemoTelemetry> {
   // The exporter's own server hides the port it got: serve its handler from a server of ours.

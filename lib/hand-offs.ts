@@ -4,9 +4,10 @@
  * `drain()` gives up on one, whatever the queue answers later is neither counted nor run again.
  */
 import type { DurableJob, DurableQueue } from './durable';
-import type { TaskObserver } from './observer';
+import type { LogLine, TaskObserver } from './observer';
 import type { RequestQueue } from './request-queue';
 import type { Task } from './task';
+import { runInSpan } from './telemetry';
 import { settle } from './thrown';
 
 /** What the runner does when a hand-off ends. */
@@ -28,7 +29,7 @@ export class HandOffs {
 
   /** Gives `task` to the durable queue. */
   send(queue: RequestQueue, task: Task): void {
-    const { span, trace } = this.observer.enqueueStarted(task, queue);
+    const trace = this.observer.enqueueStarted(task, queue);
     const job: DurableJob = {
       name: task.name,
       payload: task.args[0],
@@ -40,31 +41,38 @@ export class HandOffs {
     this.inFlight.add(handOff);
     let enqueuing: unknown;
     try {
-      enqueuing = this.durable.enqueue(job);
+      // Inside the producer span: what a Redis or BullMQ instrumentation traces is its child.
+      const { span } = task;
+      enqueuing =
+        span === undefined
+          ? this.durable.enqueue(job)
+          : runInSpan(span, task.parentContext, () => this.durable.enqueue(job), undefined);
     } catch (thrown) {
       enqueuing = Promise.reject(thrown);
     }
     settle(enqueuing).then(
       () => {
         this.inFlight.delete(handOff);
-        this.observer.enqueued(task, span, !handOff.abandoned);
+        this.observer.enqueued(task, handOff.abandoned);
         if (!handOff.abandoned) this.ends.enqueued(queue);
       },
       (thrown: unknown) => {
         this.inFlight.delete(handOff);
-        this.observer.enqueueFailed(task, queue, span, thrown, handOff.abandoned);
+        this.observer.enqueueFailed(task, queue, thrown, handOff.abandoned);
         if (!handOff.abandoned) this.ends.runHere(queue, task);
       },
     );
   }
 
-  /** Gives up on every hand-off in flight, each counted and logged as abandoned. */
-  abandonAll(): void {
+  /** Gives up on every hand-off in flight, each counted as abandoned; returns their lines. */
+  abandonAll(): LogLine[] {
+    const lines: LogLine[] = [];
     for (const handOff of this.inFlight) {
       handOff.abandoned = true;
-      this.observer.abandoned(handOff.task, handOff.queue, 'enqueueing');
+      lines.push(this.observer.abandoned(handOff.task, handOff.queue, 'enqueueing'));
     }
     this.inFlight.clear();
+    return lines;
   }
 }
 

@@ -114,6 +114,7 @@ class Walk {
   private array(value: unknown[], depth: number): unknown[] {
     const proto: unknown = Object.getPrototypeOf(value);
     if (proto !== Array.prototype) throw this.refuse(`is a ${className(proto)}, not a plain array`);
+    if (hasToJSON(value, proto)) throw this.refuse(TO_JSON);
     const length = value.length;
     // Only a proxy can answer a length that no array has.
     if (!Number.isInteger(length) || length < 0 || length > MAX_ARRAY_LENGTH)
@@ -138,6 +139,7 @@ class Walk {
     const proto: unknown = Object.getPrototypeOf(value);
     if (proto !== Object.prototype && proto !== null)
       throw this.refuse(`is a ${className(proto)}, not a plain object`);
+    if (hasToJSON(value, proto)) throw this.refuse(TO_JSON);
     if (Object.getOwnPropertySymbols(value).length > 0) throw this.refuse('has symbol keys');
     const keys = Object.keys(value);
     const copy: Record<string, unknown> = {};
@@ -192,6 +194,18 @@ class Walk {
   private refuse(reason: string, thrown?: { error: unknown }): Refusal {
     return (this.refusal = { reason, keys: [], tooLarge: false, thrown });
   }
+}
+
+const TO_JSON = 'has a toJSON method, which JSON would call instead';
+
+/**
+ * JSON.stringify sends what a `toJSON` method returns, own (enumerable or not, or behind a
+ * getter) or inherited: then the copy would not be what JSON sends. Read without running a getter.
+ */
+function hasToJSON(value: object, proto: unknown): boolean {
+  const own = Object.getOwnPropertyDescriptor(value, 'toJSON');
+  if (own !== undefined) return typeof own.value === 'function' || own.get !== undefined;
+  return proto !== null && typeof (proto as { toJSON?: unknown }).toJSON === 'function';
 }
 
 function pathStep(key: string | number): string {

@@ -20,6 +20,7 @@ export const LOG_MESSAGES = {
   taskAbandoned: 'background task abandoned',
   hookFailed: 'background task error hook failed',
   enqueueFailed: 'durable enqueue failed, running the task in-process',
+  enqueueFailedAbandoned: 'durable enqueue failed after drain() gave the task up; it does not run',
   redisError: 'redis connection failed',
   redisReady: 'redis connection restored',
   workerError: 'durable worker error',
@@ -78,6 +79,29 @@ export function safeLog(logger: Logger, level: LogLevel, message: string, fields
 /** The most records that may wait unacknowledged on one logger before records go to stderr. */
 export const MAX_UNACKNOWLEDGED = 1_000;
 
+/** How long `keptUp()` waits for a logger that has stopped taking records. */
+const KEEP_UP_WAIT_MS = 1_000;
+
+/**
+ * Resolves once the logger has fewer than half `MAX_UNACKNOWLEDGED` records waiting, or after a
+ * second without that: for a writer of many lines that can wait (`drain()`'s), so that a slow but
+ * working transport gets them all. A logger that is not a stream resolves at once.
+ */
+export function keptUp(logger: Logger): Promise<void> {
+  if (waitingOn(logger) < MAX_UNACKNOWLEDGED / 2) return Promise.resolve();
+  const stream = logger as unknown as NodeJS.EventEmitter;
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stream.off('drain', done);
+      resolve();
+    };
+    // winston's write() returns false past its high-water mark, so 'drain' comes once the wait is over.
+    const timer = setTimeout(done, KEEP_UP_WAIT_MS);
+    stream.on('drain', done);
+  });
+}
+
 export interface CloseLoggerOptions {
   /** How long to wait for the transports to finish writing. Default: `5000`. */
   timeoutMs?: number;
@@ -132,8 +156,7 @@ function isClosed(logger: Logger): boolean {
  * print a notice per record.
  */
 function isStalled(logger: Logger): boolean {
-  const stream = logger as unknown as StreamState;
-  const waiting = (stream.writableLength ?? 0) + (stream.readableLength ?? 0);
+  const waiting = waitingOn(logger);
   if (stalledLoggers.has(logger)) {
     if (waiting > MAX_UNACKNOWLEDGED / 2) return waiting >= MAX_UNACKNOWLEDGED;
     stalledLoggers.delete(logger);
@@ -145,21 +168,32 @@ function isStalled(logger: Logger): boolean {
   return true;
 }
 
-/** Resolves once a stream has handed everything written to it to the operating system. */
+/** Records the logger holds, taken and not yet handed to its transports. */
+function waitingOn(logger: Logger): number {
+  const stream = logger as unknown as StreamState;
+  return (stream.writableLength ?? 0) + (stream.readableLength ?? 0);
+}
+
+/**
+ * Resolves once a stream has handed everything written to it to the operating system: an empty
+ * write calls back after every write before it ('drain' comes only after a write that was refused).
+ */
 function whenDrained(stream: NodeJS.WriteStream): Promise<void> {
   if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
-    const done = () => resolve();
-    stream.once('drain', done).once('close', done).once('error', done);
+    stream.write('', () => resolve());
   });
 }
 
 /** Resolves once a transport has finished (or failed, or closed): nothing more will be written. */
 function whenFinished(transport: object): Promise<void> {
   const stream = transport as NodeJS.EventEmitter & {
-    _writableState?: { finished?: boolean };
+    _writableState?: { finished?: boolean; destroyed?: boolean; errored?: unknown };
   };
-  if (stream._writableState?.finished === true) return Promise.resolve();
+  const state = stream._writableState;
+  // Finished, or past finishing: a transport that failed or was destroyed writes nothing more.
+  if (state?.finished === true || state?.destroyed === true || (state?.errored ?? null) !== null)
+    return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => resolve();
     stream.once('finish', done).once('close', done).once('error', done);

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { SpanKind, type Context, type Span } from '@opentelemetry/api';
 import type { Logger } from 'winston';
 import { TaskAbandonedError } from './attempt';
-import { LOG_MESSAGES, safeLog } from './logging';
+import { LOG_MESSAGES, keptUp, safeLog } from './logging';
 import {
   countInGauges,
   endSpan,
@@ -51,6 +51,14 @@ export interface RequestSource {
 /** What a task was doing when `drain()` gave up on it. */
 export type AbandonedState = 'running' | 'pending' | 'waiting to retry' | 'enqueueing';
 
+/** A line to write at `error` later, inside the span (or the context) of the task it is about. */
+export interface LogLine {
+  readonly message: string;
+  readonly fields: object;
+  readonly span: Span | undefined;
+  readonly parent: Context | undefined;
+}
+
 export class TaskObserver {
   /** What `stats()` answers: every task added is in exactly one of these at any moment. */
   readonly counts: BackgroundTasksStats = {
@@ -86,9 +94,12 @@ export class TaskObserver {
     this.counts.pending -= count;
   }
 
-  /** An attempt of `task` starts now (the caller has set `task.attempt`). */
+  /**
+   * An attempt of `task` starts now (the caller has set `task.attempt`). A worker's jobs wait in
+   * Redis, not here: on a worker nothing is counted as pending, before an attempt or for a retry.
+   */
   attemptStarted(task: Attempting, source: RequestSource): void {
-    this.counts.pending--;
+    if (!this.durable) this.counts.pending--;
     this.counts.running++;
     task.startedAt = performance.now();
     task.span = startAttemptSpan(
@@ -128,7 +139,7 @@ export class TaskObserver {
         this.taskFailed(task, source, error, timedOut, durationMs);
         return;
       }
-      this.counts.pending++;
+      if (!this.durable) this.counts.pending++;
       safeLog(this.logger, 'warn', LOG_MESSAGES.taskRetrying, {
         ...failureFields(task, source.describeRequest(), error, timedOut, durationMs),
         retryInMs,
@@ -147,29 +158,53 @@ export class TaskObserver {
 
   /**
    * `drain()` gave up on a task: a running attempt is cut short (its span and duration say
-   * `abandoned`), a pending one never started. Logged at `error` with the state it was in.
+   * `abandoned`), a hand-off's producer span ends so too, a pending task never started. Counted
+   * now; its line (at `error`, with the state it was in) is returned, for `writeLines()`.
    */
   abandoned(
     task: Attempting,
     source: RequestSource,
     state: AbandonedState,
-    reason?: TaskAbandonedError,
-  ): void {
-    const running = state === 'running';
-    if (running) this.counts.running--;
-    else this.counts.pending--;
-    this.counts.abandoned++;
-    inSpan(task.span, task.parentContext, () =>
-      safeLog(this.logger, 'error', LOG_MESSAGES.taskAbandoned, {
+    reason: TaskAbandonedError = new TaskAbandonedError('task abandoned by drain()'),
+  ): LogLine {
+    const line: LogLine = {
+      message: LOG_MESSAGES.taskAbandoned,
+      fields: {
         ...requestFields(task.name, source.describeRequest()),
         state,
         attempt: task.attempt,
-      }),
-    );
-    if (running) {
-      const error = reason ?? new TaskAbandonedError('task abandoned by drain()');
-      this.attemptOver(task, 'abandoned', error, this.elapsed(task), meters());
-    } else this.taskOver(task.name, 'abandoned');
+      },
+      span: task.span,
+      parent: task.parentContext,
+    };
+    this.counts.abandoned++;
+    if (state === 'running') {
+      this.counts.running--;
+      this.attemptOver(task, 'abandoned', reason, this.elapsed(task), meters());
+      return line;
+    }
+    this.counts.pending--;
+    if (task.span !== undefined) {
+      endSpan(task.span, 'abandoned', reason); // an enqueue's
+      task.span = undefined;
+    }
+    this.taskOver(task.name, 'abandoned');
+    return line;
+  }
+
+  /**
+   * Writes lines at `error` at the pace the logger takes them, each inside its task's span:
+   * thousands at once (a drain() that gives up on them) would otherwise outrun a File transport
+   * and spill to stderr. A logger that takes none for a second gets them anyway, and its stall
+   * rule sends them to stderr.
+   */
+  async writeLines(lines: LogLine[]): Promise<void> {
+    for (const line of lines) {
+      await keptUp(this.logger);
+      inSpan(line.span, line.parent, () =>
+        safeLog(this.logger, 'error', line.message, line.fields),
+      );
+    }
   }
 
   /**
@@ -188,39 +223,47 @@ export class TaskObserver {
     });
   }
 
-  /** A defined task is being handed to the durable queue: its producer span, and the trace context the job carries. */
-  enqueueStarted(
-    task: Attempting,
-    source: RequestSource,
-  ): { span: Span | undefined; trace: TraceCarrier | undefined } {
-    const span = startEnqueueSpan(task, source.requestId);
-    return { span, trace: traceCarrier(span) };
+  /**
+   * A defined task is being handed to the durable queue: its producer span (held in `task.span`
+   * until the hand-off ends), and the trace context the job carries.
+   */
+  enqueueStarted(task: Attempting, source: RequestSource): TraceCarrier | undefined {
+    task.span = startEnqueueSpan(task, source.requestId);
+    return traceCarrier(task.span);
   }
 
-  /** The durable queue took the task: it has ended here. */
-  enqueued(task: Attempting, span: Span | undefined, counted: boolean): void {
-    if (span !== undefined) endSpan(span, 'enqueued', undefined);
-    if (!counted) return; // drain() already counted it as abandoned
+  /** The durable queue took the task: it has ended here, unless drain() had given it up already. */
+  enqueued(task: Attempting, abandoned: boolean): void {
+    if (abandoned) return; // counted, and its span ended, by abandoned()
+    this.endEnqueueSpan(task, 'enqueued', undefined);
     this.counts.pending--;
     this.counts.enqueued++;
     this.taskOver(task.name, 'enqueued');
   }
 
-  /** The durable queue refused the task: logged; the task stays pending and runs here instead. */
+  /**
+   * The durable queue refused the task: logged. It stays pending and runs here instead, unless
+   * drain() had given it up: then it does not run, and the line says so.
+   */
   enqueueFailed(
     task: Attempting,
     source: RequestSource,
-    span: Span | undefined,
     thrown: unknown,
     abandoned: boolean,
   ): void {
     const error = toError(thrown);
-    if (span !== undefined) endSpan(span, 'failed', error);
-    safeLog(this.logger, 'error', LOG_MESSAGES.enqueueFailed, {
+    this.endEnqueueSpan(task, 'failed', error);
+    const message = abandoned ? LOG_MESSAGES.enqueueFailedAbandoned : LOG_MESSAGES.enqueueFailed;
+    safeLog(this.logger, 'error', message, {
       ...requestFields(task.name, source.describeRequest()),
       error: errorFields(error),
-      ...(abandoned && { abandoned: true }),
     });
+  }
+
+  private endEnqueueSpan(task: Attempting, outcome: TaskOutcome, error: Error | undefined): void {
+    if (task.span === undefined) return;
+    endSpan(task.span, outcome, error);
+    task.span = undefined;
   }
 
   /**

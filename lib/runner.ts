@@ -12,7 +12,7 @@ import { Fifo } from './fifo';
 import { HandOffs } from './hand-offs';
 import { LiveQueues } from './live-queues';
 import { useLogger } from './logging';
-import { TaskObserver } from './observer';
+import { TaskObserver, type LogLine } from './observer';
 import {
   MAX_TIMER_MS,
   checkInteger,
@@ -98,9 +98,12 @@ export class TaskRunner {
       new Promise<boolean>((resolve) => (timer = setTimeout(resolve, limit, false))),
     ]);
     clearTimeout(timer);
-    return inTime
-      ? { completed: true, abandoned: 0 }
-      : { completed: false, abandoned: this.abandonAll() };
+    if (inTime) return { completed: true, abandoned: 0 };
+    const lines = this.abandonAll();
+    // Thousands of lines at once would outrun a File transport and spill to stderr: they are
+    // written at the pace the logger takes them, before drain() resolves.
+    await this.observer.writeLines(lines);
+    return { completed: false, abandoned: lines.length };
   }
 
   /** Takes a task into `queue`, or rejects it (logged) when `maxPending` tasks are pending. */
@@ -220,17 +223,20 @@ export class TaskRunner {
         ? undefined
         : new AttemptContext(task.attempt, queue.describeRequest());
     let result: unknown;
+    let async: boolean;
     try {
       result =
         task.span === undefined
           ? task.invoke(ctx)
           : runInSpan(task.span, task.parentContext, task.invoke, task, ctx);
-      if (!isThenable(result)) {
-        this.observer.attemptSucceeded(task);
-        return true;
-      }
+      async = isThenable(result); // a `then` getter that throws is the task's failure
     } catch (thrown) {
       return this.fail(queue, task, thrown, false);
+    }
+    // Outside the try: whatever happens in reporting, a task that succeeded never also fails.
+    if (!async) {
+      this.observer.attemptSucceeded(task);
+      return true;
     }
     const attempt = new RunningAttempt(queue, task, ctx);
     queue.attempt = attempt;
@@ -273,6 +279,11 @@ export class TaskRunner {
     this.end(attempt);
     const error = timeoutError(task.policy.timeoutMs);
     attempt.ctx?.abort(error);
+    // The shared timer fired in whichever request's context armed it: go on in this one's.
+    queue.scope!.runInAsyncScope(this.afterTimeout, this, queue, task, error);
+  }
+
+  private afterTimeout(queue: RequestQueue, task: Task, error: Error): void {
     this.afterAttempt(queue, this.fail(queue, task, error, true));
   }
 
@@ -293,29 +304,33 @@ export class TaskRunner {
     queue.scope!.runInAsyncScope(this.advance, this, queue);
   }
 
-  /** Gives up on every task that has not ended: aborts the running ones, logs each by name. */
-  private abandonAll(): number {
-    const before = this.counts.abandoned;
+  /**
+   * Gives up on every task that has not ended, at once: aborts the running ones, and counts each.
+   * Returns their log lines, which name each task, for drain() to write.
+   */
+  private abandonAll(): LogLine[] {
     this.waiting.clear();
-    this.handOffs?.abandonAll();
+    const lines = this.handOffs?.abandonAll() ?? [];
     for (const queue of this.live.takeAll()) {
       const { attempt } = queue;
       if (attempt !== undefined) {
         this.end(attempt);
         const reason = new TaskAbandonedError('task abandoned by drain()');
         attempt.ctx?.abort(reason);
-        this.observer.abandoned(attempt.task, queue, 'running', reason);
+        lines.push(this.observer.abandoned(attempt.task, queue, 'running', reason));
       }
       if (queue.retryTimer !== undefined) {
         clearTimeout(queue.retryTimer);
         queue.retryTimer = undefined;
       }
-      for (const task of queue.takeAll())
-        this.observer.abandoned(task, queue, task.attempt > 0 ? 'waiting to retry' : 'pending');
+      for (const task of queue.takeAll()) {
+        const state = task.attempt > 0 ? 'waiting to retry' : 'pending';
+        lines.push(this.observer.abandoned(task, queue, state));
+      }
       queue.active = false;
     }
     this.settleIdle();
-    return this.counts.abandoned - before;
+    return lines;
   }
 
   /** Forgets a queue that holds nothing more to run, and wakes `idle()` waiters when all is done. */

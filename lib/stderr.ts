@@ -11,17 +11,19 @@ const MAX_WAIT_MS = 1_000;
 
 /** Writes `record` as one JSON line to stderr; never throws. */
 export function writeRecordToStderr(record: object): void {
-  if (stderrGone) return;
-  const line = Buffer.from(`${JSON.stringify(record)}\n`);
+  if (Date.now() < quietUntil) return;
   try {
-    writeFully(2, line);
+    writeFully(2, Buffer.from(`${JSON.stringify(record)}\n`));
   } catch {
-    // Nowhere is left to say it: stop paying for writes that cannot arrive.
-    stderrGone = true;
+    // stderr is closed or nobody reads it: nowhere is left to say it. Skip the writes that
+    // cannot arrive for a while, rather than wait a second for each, then try again.
+    quietUntil = Date.now() + QUIET_MS;
   }
 }
 
-let stderrGone = false;
+/** How long stderr is left alone after a write to it failed. */
+const QUIET_MS = 10_000;
+let quietUntil = 0;
 /** For `Atomics.wait`: the one way to sleep a synchronous moment without spinning. */
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 

@@ -13,6 +13,7 @@ import {
   context,
   createNoopMeter,
   createTraceState,
+  isSpanContextValid,
   isValidSpanId,
   isValidTraceId,
   metrics,
@@ -69,17 +70,24 @@ export interface SpanSubject {
 
 // The API's proxy provider: it takes the SDK's provider as its delegate whenever that is
 // registered, and so does the ProxyTracer it gives out.
-const proxyProvider = trace.getTracerProvider() as ProxyTracerProvider;
-const tracer = proxyProvider.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
+let proxyProvider = trace.getTracerProvider() as ProxyTracerProvider;
+let tracer = proxyProvider.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
 /** What the proxy delegates to while no tracer provider is registered. */
 const NO_TRACING = new ProxyTracerProvider().getDelegate();
 
 /**
- * True when a tracer provider is registered. Two property reads: without an SDK, a task costs
- * no context lookup, no span object and no span name.
+ * True when a tracer provider is registered: a couple of property reads, so that without an SDK
+ * a task costs no context lookup, no span object and no span name.
  */
 export function tracingOn(): boolean {
-  return proxyProvider.getDelegate() !== NO_TRACING;
+  if (proxyProvider.getDelegate?.() !== NO_TRACING) return true;
+  // The provider may have been registered through another copy of the API, or disabled and
+  // registered again: then the global proxy is another object. Look again.
+  const current = trace.getTracerProvider() as ProxyTracerProvider;
+  if (current === proxyProvider) return false;
+  proxyProvider = current;
+  tracer = current.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
+  return current.getDelegate?.() !== NO_TRACING;
 }
 
 /** The context active now, when tracing is on: taken when a task is added, to parent its spans. */
@@ -89,7 +97,8 @@ export function activeContext(): Context | undefined {
 
 /**
  * Starts the span of an attempt: `INTERNAL` in the web process, `CONSUMER` on a worker. Returns
- * undefined when no SDK records it, so that nothing more is spent on it.
+ * undefined when no tracer provider is registered. A span the sampler left out is returned too,
+ * not recording: the task runs in its context, so what it starts is left out with it.
  */
 export function startAttemptSpan(
   subject: SpanSubject,
@@ -102,7 +111,7 @@ export function startAttemptSpan(
     { kind },
     subject.parentContext ?? ROOT_CONTEXT,
   );
-  if (!span.isRecording()) return undefined;
+  if (!span.isRecording()) return span;
   span.setAttribute(ATTRIBUTES.name, subject.name);
   span.setAttribute(ATTRIBUTES.attempt, subject.attempt);
   span.setAttribute(ATTRIBUTES.requestId, requestId);
@@ -110,7 +119,10 @@ export function startAttemptSpan(
   return span;
 }
 
-/** Starts the `PRODUCER` span of a hand-off to the durable queue; undefined when not recorded. */
+/**
+ * Starts the `PRODUCER` span of a hand-off to the durable queue; undefined when no tracer provider
+ * is registered. One the sampler left out still carries its trace context to the worker.
+ */
 export function startEnqueueSpan(subject: SpanSubject, requestId: string): Span | undefined {
   if (!tracingOn()) return undefined;
   const span = tracer.startSpan(
@@ -118,7 +130,7 @@ export function startEnqueueSpan(subject: SpanSubject, requestId: string): Span 
     { kind: SpanKind.PRODUCER },
     subject.parentContext ?? ROOT_CONTEXT,
   );
-  if (!span.isRecording()) return undefined;
+  if (!span.isRecording()) return span;
   span.setAttribute(ATTRIBUTES.name, subject.name);
   span.setAttribute(ATTRIBUTES.requestId, requestId);
   return span;
@@ -126,6 +138,10 @@ export function startEnqueueSpan(subject: SpanSubject, requestId: string): Span 
 
 /** Ends a span; an error makes its status `ERROR` and is recorded as an exception event. */
 export function endSpan(span: Span, outcome: TaskOutcome, error: Error | undefined): void {
+  if (!span.isRecording()) {
+    span.end();
+    return;
+  }
   span.setAttribute(ATTRIBUTES.outcome, outcome);
   if (error !== undefined) {
     // Plain strings, read safely and cut to size: the SDK would read a hostile error's getters itself.
@@ -147,15 +163,20 @@ export function runInSpan<Args extends unknown[], Result>(
   return context.with(trace.setSpan(parent ?? ROOT_CONTEXT, span), fn, thisArg, ...args);
 }
 
-/** Calls `fn` with `span` active when there is one: a log line written then carries its ids. */
+/**
+ * Calls `fn` with `span` active, or else the context the task was added in: a log line written
+ * then carries the ids of the task's span, or of its parent when it never started.
+ */
 export function inSpan(span: Span | undefined, parent: Context | undefined, fn: () => void): void {
-  if (span === undefined) fn();
-  else runInSpan(span, parent, fn, undefined);
+  if (span !== undefined) runInSpan(span, parent, fn, undefined);
+  else if (parent !== undefined)
+    context.with(parent, fn); // a task that had not started yet
+  else fn();
 }
 
-/** The W3C trace context of `span`, for the job to carry; undefined when it is not recorded. */
+/** The W3C trace context of `span`, for the job to carry (sampled or not); undefined without one. */
 export function traceCarrier(span: Span | undefined): TraceCarrier | undefined {
-  if (span === undefined) return undefined;
+  if (span === undefined || !isSpanContextValid(span.spanContext())) return undefined;
   const { traceId, spanId, traceFlags, traceState } = span.spanContext();
   const flags = (traceFlags & 0xff).toString(16).padStart(2, '0');
   const carrier: TraceCarrier = { traceparent: `00-${traceId}-${spanId}-${flags}` };
@@ -181,33 +202,25 @@ export function contextFromCarrier(carrier: unknown): Context | undefined {
   });
 }
 
-/**
- * The instruments of the meter provider registered now, or undefined when there is none: then an
- * attempt's end is not even timed. Taken once per event and passed to the two functions below.
- */
-export function meters(): Instruments | undefined {
-  return instruments();
-}
-
 /** One point of `background_task.attempt.duration`. */
 export function recordAttempt(
-  meters: Instruments,
+  instruments: Instruments,
   name: string,
   outcome: AttemptOutcome,
   seconds: number,
   durable: boolean,
 ): void {
-  meters.attemptDuration.record(seconds, metricAttributes(name, outcome, durable));
+  instruments.attemptDuration.record(seconds, metricAttributes(name, outcome, durable));
 }
 
 /** One count of `background_task.ended`. */
 export function recordTaskEnd(
-  meters: Instruments,
+  instruments: Instruments,
   name: string,
   outcome: TaskOutcome,
   durable: boolean,
 ): void {
-  meters.ended.add(1, metricAttributes(name, outcome, durable));
+  instruments.ended.add(1, metricAttributes(name, outcome, durable));
 }
 
 /**
@@ -216,7 +229,7 @@ export function recordTaskEnd(
  */
 export function countInGauges(counts: BackgroundTasksStats): void {
   liveCounts.add(new WeakRef(counts));
-  instruments(); // so that the gauges exist from now on, not only from the first task
+  meters(); // so that the gauges exist from now on, not only from the first task
 }
 
 export interface Instruments {
@@ -229,11 +242,13 @@ let instrumentsProvider: MeterProvider | undefined;
 let currentInstruments: Instruments | undefined;
 
 /**
- * The instruments of the meter provider registered now. The metrics API has no proxy, unlike the
- * trace API: instruments made before the application registers its provider would stay no-ops,
- * so they are made again whenever the global provider changes. Undefined for the no-op provider.
+ * The instruments of the meter provider registered now, or undefined for the no-op provider:
+ * then an attempt's end is not even timed. Taken once per event and passed to the functions
+ * that record. The metrics API has no proxy, unlike the trace API: instruments made before the
+ * application registers its provider would stay no-ops, so they are made again whenever the
+ * global provider changes.
  */
-function instruments(): Instruments | undefined {
+export function meters(): Instruments | undefined {
   const provider = metrics.getMeterProvider();
   if (provider !== instrumentsProvider) {
     instrumentsProvider = provider;

@@ -12,7 +12,7 @@ import { LOG_MESSAGES, safeLog } from '../logging';
 import { TaskObserver, type Attempting, type RequestSource } from '../observer';
 import { contextFromCarrier, runInSpan } from '../telemetry';
 import { readProperty, settle, toError } from '../thrown';
-import type { TaskFailure, TaskRequest } from '../types';
+import type { BackgroundTasksStats, TaskFailure, TaskRequest } from '../types';
 import { ConnectionLog } from './connection';
 import type { DefinedTask } from '../define-task';
 
@@ -30,6 +30,11 @@ export interface Runnable {
 
 /** Runs each job as one attempt of its task, and reports what happens to jobs to its observer. */
 export class JobRunner {
+  /** This worker's counts: running, and the jobs that ended here, by outcome. */
+  stats(): BackgroundTasksStats {
+    return { ...this.observer.counts };
+  }
+
   /** Counts, logs and traces every attempt, as the in-process runner's observer does. */
   private readonly observer: TaskObserver;
   /** The errors this worker's attempts failed with, so that other failures BullMQ reports get logged too. */
@@ -67,7 +72,6 @@ export class JobRunner {
   /** One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed out. */
   async run(job: AnyJob, cancelled: AbortSignal | undefined): Promise<void> {
     const { subject, source } = attemptOf(job, startsOf(job));
-    this.observer.added();
     this.observer.attemptStarted(subject, source);
     const task = this.tasks.get(job.name);
     if (task === undefined) {

@@ -15,7 +15,7 @@ import {
   fail,
   resolvePolicy,
 } from '../options';
-import type { TaskFailure } from '../types';
+import type { BackgroundTasksStats, TaskFailure } from '../types';
 import { resolveLocation, type QueueLocation } from './connection';
 import { JobRunner, type AnyDefinedTask, type Runnable } from './job-runner';
 
@@ -50,6 +50,12 @@ export interface DurableWorker {
    * Redis was never reached, which BullMQ's own `worker.close()` would wait for forever.
    */
   close(): Promise<void>;
+  /**
+   * This worker's counts, as `stats()` of the middleware: `running`, and the jobs that ended on
+   * this worker by outcome (`succeeded`, `failed`, `timedOut`). `pending` stays 0 (jobs wait in
+   * Redis), as do `rejected`, `abandoned` and `enqueued`.
+   */
+  stats(): BackgroundTasksStats;
 }
 
 /** Starts a worker for the defined tasks. Options are checked here: a bad one throws a TypeError at once. */
@@ -103,7 +109,7 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
     .waitUntilReady()
     .then(() => (ready = true))
     .catch(() => undefined);
-  return { worker, close: () => worker.close(!ready) };
+  return { worker, close: () => worker.close(!ready), stats: () => runner.stats() };
 }
 
 function tasksByName(where: string, tasks: unknown, timeoutMs: number): Map<string, Runnable> {

@@ -140,6 +140,31 @@ describe('closeLogger()', () => {
     expect(JSON.parse(lines[4_999])).toMatchObject({ message: 'record', i: 4_999 });
   });
 
+  test("resolves true once a Console transport's lines have left a stdout pipe its reader had stopped reading", async () => {
+    const child = spawn(
+      process.execPath,
+      ['-r', 'ts-node/register/transpile-only', path.join(__dirname, 'support/logger-child.ts')],
+      { cwd: path.join(__dirname, '..'), env: { ...process.env, SCENARIO: 'slow-stdout' } },
+    );
+    child.stdout.pause(); // the reader stops: the pipe fills, and Node holds the rest
+    // Reads again (resume(): a stream paused by hand does not flow by a 'data' listener alone).
+    let stdout = '';
+    const stderr: Array<Record<string, unknown>> = [];
+    child.stderr.on('data', (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        const event = JSON.parse(line) as Record<string, unknown>;
+        stderr.push(event);
+        if ('waiting' in event)
+          child.stdout.on('data', (data: Buffer) => (stdout += data)).resume();
+      }
+    });
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(stderr[0].waiting).toBeGreaterThan(0);
+    expect(stderr[1]).toEqual({ closed: true });
+    expect(stdout.trim().split('\n').pop()).toBe('{"level":"info","message":"the last line"}');
+  }, 30_000);
+
   test('resolves false after timeoutMs when a transport never finishes', async () => {
     class Stuck extends Transport {
       override log(): void {}

@@ -220,6 +220,13 @@ describe.each(EXPRESS_VERSIONS)('%s', (version, createExpress) => {
       code: SpanStatusCode.ERROR,
       message: 'task abandoned by drain()',
     });
+    expect(span.events[0]).toMatchObject({
+      name: 'exception',
+      attributes: {
+        'exception.type': 'TaskAbandonedError',
+        'exception.message': 'task abandoned by drain()',
+      },
+    });
   });
 
   test('a retried task has one span per attempt, each under the request span', async () => {
@@ -294,79 +301,104 @@ describe('metrics', () => {
     expect(DURATION_BUCKETS.at(-1)).toBeGreaterThanOrEqual(60);
   });
 
-  test('after a mixed load the counters agree with stats(), and their attributes are low-cardinality', async () => {
-    const held = gate();
-    const { app, bg } = makeApp(
-      EXPRESS_VERSIONS[0][1],
-      (app) => {
-        app.get('/', (_req, res) => {
-          const tasks = res.locals.backgroundTasks;
-          tasks.add({ name: 'mixOk', run: () => undefined });
-          tasks.add({ name: 'mixOk', run: async () => undefined });
-          tasks.add({ name: 'mixFail', run: () => Promise.reject(new Error('no')) });
-          tasks.add({
-            name: 'mixSlow',
-            timeoutMs: 10,
-            run: ({ signal }) =>
-              new Promise((resolve) => signal.addEventListener('abort', resolve)),
+  test.each(EXPRESS_VERSIONS)(
+    '%s: after a mixed load the counters agree with stats(), and their attributes are low-cardinality',
+    async (version, createExpress) => {
+      const prefix = `mix${version.replace(/\W/g, '')}`;
+      const held = gate();
+      const { app, bg } = makeApp(
+        createExpress,
+        (app) => {
+          app.get('/', (_req, res) => {
+            const tasks = res.locals.backgroundTasks;
+            tasks.add({ name: `${prefix}Ok`, run: () => undefined });
+            tasks.add({ name: `${prefix}Ok`, run: async () => undefined });
+            tasks.add({ name: `${prefix}Fail`, run: () => Promise.reject(new Error('no')) });
+            tasks.add({
+              name: `${prefix}Slow`,
+              timeoutMs: 10,
+              run: ({ signal }) =>
+                new Promise((resolve) => signal.addEventListener('abort', resolve)),
+            });
+            tasks.add({
+              name: `${prefix}Held`,
+              timeoutMs: 0,
+              run: () => (held.open(), new Promise(() => undefined)),
+            });
+            tasks.add({ name: `${prefix}Rejected`, run: () => undefined }); // over maxPending
+            tasks.add({ name: `${prefix}Rejected`, run: () => undefined });
+            res.end();
           });
-          tasks.add({
-            name: 'mixHeld',
-            timeoutMs: 0,
-            run: () => (held.open(), new Promise(() => undefined)),
-          });
-          tasks.add({ name: 'mixRejected', run: () => undefined }); // the sixth: over maxPending
-          tasks.add({ name: 'mixRejected', run: () => undefined });
-          res.end();
-        });
-      },
-      { tasks: { maxPending: 5, concurrency: 8 } },
-    );
-    await request(app).get('/').set('X-Request-Id', 'mixed').expect(200);
-    await held.promise;
-    await bg.drain({ timeoutMs: 200 });
-    const stats = bg.stats();
-    expect(stats).toMatchObject({
-      succeeded: 2,
-      failed: 1,
-      timedOut: 1,
-      rejected: 2,
-      abandoned: 1,
-    });
-    const all = await otel.collect();
-    const ended = (outcome: string) =>
-      total(all, 'background_task.ended', {
-        'background_task.outcome': outcome,
-        'background_task.name': `mix${OUTCOME_TASKS[outcome]}`,
+        },
+        { tasks: { maxPending: 5, concurrency: 8 } },
+      );
+      await request(app).get('/').set('X-Request-Id', prefix).expect(200);
+      await held.promise;
+      await bg.drain({ timeoutMs: 200 });
+      const stats = bg.stats();
+      expect(stats).toMatchObject({
+        succeeded: 2,
+        failed: 1,
+        timedOut: 1,
+        rejected: 2,
+        abandoned: 1,
       });
-    expect({
-      succeeded: ended('succeeded'),
-      failed: ended('failed'),
-      timedOut: ended('timed_out'),
-      rejected: ended('rejected'),
-      abandoned: ended('abandoned'),
-    }).toEqual({ succeeded: 2, failed: 1, timedOut: 1, rejected: 2, abandoned: 1 });
-    const attempts = (outcome: string) =>
-      total(all, 'background_task.attempt.duration', {
-        'background_task.outcome': outcome,
-        'background_task.name': `mix${OUTCOME_TASKS[outcome]}`,
+      const all = await otel.collect();
+      const mine = (name: string) =>
+        pointsOf<number | Histogram>(all, name).filter((point) =>
+          String(point.attributes['background_task.name']).startsWith(prefix),
+        );
+      const byOutcome = (name: string) => {
+        const sums: Record<string, number> = {};
+        for (const point of mine(name)) {
+          const outcome = String(point.attributes['background_task.outcome']);
+          const value = typeof point.value === 'number' ? point.value : point.value.count;
+          sums[outcome] = (sums[outcome] ?? 0) + value;
+        }
+        return sums;
+      };
+      // Every point of this load, under any name, adds up to what stats() says ended.
+      expect(byOutcome('background_task.ended')).toEqual({
+        succeeded: stats.succeeded,
+        failed: stats.failed,
+        timed_out: stats.timedOut,
+        rejected: stats.rejected,
+        abandoned: stats.abandoned,
       });
-    expect([
-      attempts('succeeded'),
-      attempts('failed'),
-      attempts('timed_out'),
-      attempts('abandoned'),
-    ]).toEqual([2, 1, 1, 1]);
-    for (const name of ['background_task.ended', 'background_task.attempt.duration']) {
-      for (const point of pointsOf(all, name)) {
-        // In the web process: no `durable` (only a worker's points say `durable: true`).
-        expect(Object.keys(point.attributes).sort()).toEqual([
-          'background_task.name',
-          'background_task.outcome',
-        ]);
+      expect(byOutcome('background_task.attempt.duration')).toEqual({
+        succeeded: 2,
+        failed: 1,
+        timed_out: 1,
+        abandoned: 1,
+      });
+      // Each outcome under the name of the task that had it, and only there.
+      expect(
+        mine('background_task.ended').map((point) => [
+          point.attributes['background_task.name'],
+          point.attributes['background_task.outcome'],
+          point.value,
+        ]),
+      ).toEqual(
+        expect.arrayContaining([
+          [`${prefix}Ok`, 'succeeded', 2],
+          [`${prefix}Fail`, 'failed', 1],
+          [`${prefix}Slow`, 'timed_out', 1],
+          [`${prefix}Rejected`, 'rejected', 2],
+          [`${prefix}Held`, 'abandoned', 1],
+        ]),
+      );
+      expect(mine('background_task.ended')).toHaveLength(5);
+      for (const name of ['background_task.ended', 'background_task.attempt.duration']) {
+        for (const point of mine(name)) {
+          // In the web process: no `durable` (only a worker's points say `durable: true`).
+          expect(Object.keys(point.attributes).sort()).toEqual([
+            'background_task.name',
+            'background_task.outcome',
+          ]);
+        }
       }
-    }
-  });
+    },
+  );
 
   test('the pending and running gauges read what stats() says, summed over the live middlewares', async () => {
     const release = gate();
@@ -403,12 +435,3 @@ describe('metrics', () => {
     ]).toEqual([0, 0]);
   });
 });
-
-/** The task name used for each outcome in the mixed load. */
-const OUTCOME_TASKS: Record<string, string> = {
-  succeeded: 'Ok',
-  failed: 'Fail',
-  timed_out: 'Slow',
-  rejected: 'Rejected',
-  abandoned: 'Held',
-};

@@ -6,6 +6,8 @@
  * - `closed`: a failing task after `closeLogger()`.
  * - `throwing`: a 500 and a failing task, logged through a transport that throws.
  * - `failing-later`: a transport that fails asynchronously, then a second failing task.
+ * - `slow-stdout`: `closeLogger()` of a Console logger while stdout, a pipe its reader has
+ *   stopped reading, holds a few lines: says `waiting` on stderr, then how it ended.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -37,7 +39,26 @@ class FailingLater extends Transport {
   }
 }
 
+/**
+ * Fills the stdout pipe until Node holds some of it back, logs one line through a Console
+ * transport, and closes the logger: it must resolve true once the reader reads again, though no
+ * write was refused (so no 'drain' will come).
+ */
+async function slowStdout(): Promise<void> {
+  const logger = winston.createLogger({
+    format: winston.format.json(),
+    transports: [new winston.transports.Console()],
+  });
+  while (process.stdout.writableLength === 0) process.stdout.write(`${'.'.repeat(1023)}\n`);
+  logger.info('the last line');
+  const closing = closeLogger(logger, { timeoutMs: 3_000 });
+  process.stderr.write(`${JSON.stringify({ waiting: process.stdout.writableLength })}\n`);
+  const closed = await closing;
+  process.stderr.write(`${JSON.stringify({ closed })}\n`);
+}
+
 async function main(scenario: string): Promise<void> {
+  if (scenario === 'slow-stdout') return slowStdout();
   const transport = {
     stuck: () => new Stuck(),
     closed: () => new winston.transports.Console(),

@@ -7,6 +7,7 @@
 import winston from 'winston';
 import type { Logger } from 'winston';
 import { MAX_TIMER_MS, checkInteger, checkLogger, checkOptionsObject } from './options';
+import { inTime } from './in-time';
 import { writeRecordToStderr } from './stderr';
 import { errorFields, toError } from './thrown';
 
@@ -124,10 +125,7 @@ export function closeLogger(logger: Logger, options?: CloseLoggerOptions): Promi
     Promise.all([whenDrained(process.stdout), whenDrained(process.stderr)]),
   );
   logger.end();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(resolve, limit, false)));
-  return Promise.race([finished.then(() => true as const), late]).then((done) => {
-    clearTimeout(timer);
+  return inTime(finished, limit).then((done) => {
     if (!done) {
       writeToStderr('error', LOG_MESSAGES.loggerCloseTimedOut, { timeoutMs: limit }, undefined);
     }

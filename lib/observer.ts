@@ -351,7 +351,7 @@ export class TaskObserver {
 }
 
 /** The fields that place a task: which one, for which request. */
-export function requestFields(task: string, request: TaskRequest) {
+function requestFields(task: string, request: TaskRequest) {
   return {
     task,
     requestId: request.id,

@@ -9,6 +9,7 @@ import onFinished from 'on-finished';
 import type { Logger } from 'winston';
 import { AttemptContext, RunningAttempt, TaskAbandonedError, timeoutError } from './attempt';
 import { Fifo } from './fifo';
+import { inTime } from './in-time';
 import { HandOffs } from './hand-offs';
 import { LiveQueues } from './live-queues';
 import { useLogger } from './logging';
@@ -92,13 +93,7 @@ export class TaskRunner {
   async drain(options?: DrainOptions): Promise<DrainResult> {
     const { timeoutMs } = checkOptionsObject('drain', options, ['timeoutMs']);
     const limit = checkInteger('drain', 'timeoutMs', timeoutMs, 10_000, 0, MAX_TIMER_MS);
-    let timer: NodeJS.Timeout | undefined;
-    const inTime = await Promise.race([
-      this.idle().then(() => true),
-      new Promise<boolean>((resolve) => (timer = setTimeout(resolve, limit, false))),
-    ]);
-    clearTimeout(timer);
-    if (inTime) return { completed: true, abandoned: 0 };
+    if (await inTime(this.idle(), limit)) return { completed: true, abandoned: 0 };
     const lines = this.abandonAll();
     // Thousands of lines at once would outrun a File transport and spill to stderr: they are
     // written at the pace the logger takes them, before drain() resolves.

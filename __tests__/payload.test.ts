@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { backgroundTasks, defineTask, type DefinedTask } from '../lib';
 import { copyPayload } from '../lib/json-payload';
+import { toTask } from '../lib/to-task';
 import { EXPRESS_VERSIONS, makeApp } from './support/apps';
 
 const PREFIX = 'add(): the payload of task "t" does not survive JSON: ';
@@ -228,7 +229,7 @@ describe('refused: a TypeError that names the first part that would not survive 
   test('through defineTask: add() refuses with the same message, naming the task', () => {
     const task = defineTask('send-mail', (_payload: unknown) => undefined);
     const defaults = { timeoutMs: 0, retries: 0, retryDelayMs: 0 };
-    expect(() => task.toTask({ to: [{ name: () => 'x' }] }, defaults, Infinity)).toThrow(
+    expect(() => toTask(task, [{ to: [{ name: () => 'x' }] }], defaults, Infinity)).toThrow(
       new TypeError(
         'add(): the payload of task "send-mail" does not survive JSON: payload.to[0].name is a function',
       ),

@@ -1,11 +1,7 @@
 /**
- * What one attempt of a task sees and how it is cut short: the `ctx` of object-form tasks, the
- * reasons its signal is aborted with (shared by the in-process runner and the BullMQ worker),
- * and the runner's record of an attempt that returned a promise.
+ * What one attempt of a task sees and how it is cut short: the `ctx` of object-form tasks, and
+ * the reasons its signal is aborted with (shared by the in-process runner and the BullMQ worker).
  */
-import type { RequestQueue } from './request-queue';
-import type { Task } from './task';
-import type { Timed } from './timeouts';
 import type { TaskContext, TaskRequest } from './types';
 
 /** The reason a timed-out task's signal is aborted with. */
@@ -39,20 +35,4 @@ export class AttemptContext implements TaskContext {
   abort(reason: Error): void {
     (this.controller ??= new AbortController()).abort(reason);
   }
-}
-
-/** An attempt that returned a promise: what its timeout, its settlement and `drain()` share. */
-export class RunningAttempt implements Timed {
-  /** Settled, timed out or abandoned: a later outcome is ignored. */
-  ended = false;
-  deadline = 0;
-  timeoutList: Timed['timeoutList'] = undefined;
-  previousTimed: Timed | undefined = undefined;
-  nextTimed: Timed | undefined = undefined;
-
-  constructor(
-    readonly queue: RequestQueue,
-    readonly task: Task,
-    readonly ctx: AttemptContext | undefined,
-  ) {}
 }

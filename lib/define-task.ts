@@ -2,14 +2,7 @@
  * Named tasks with a JSON payload: the form a durable queue can store and a worker on another
  * machine can run. Without a durable queue they run in-process like any other task.
  */
-import { copyPayload } from './json-payload';
-import {
-  checkMaxPayloadBytes,
-  checkOptionsObject,
-  resolvePolicy,
-  type ResolvedPolicy,
-} from './options';
-import { Task } from './task';
+import { checkMaxPayloadBytes, checkOptionsObject, resolvePolicy } from './options';
 import type { TaskContext, TaskPolicy } from './types';
 
 const DEFINED = Symbol('express-background-tasks.defined');
@@ -30,14 +23,12 @@ export interface DefinedTask<Payload> {
   readonly options: Readonly<DefineTaskOptions>;
   /** @internal */
   readonly [DEFINED]: true;
-  /** @internal Checks and copies the payload, and makes the task that runs it. */
-  toTask(payload: unknown, defaults: ResolvedPolicy, maxPayloadBytes: number): Task;
 }
 
 /**
  * Defines a task by name. `add(task, payload)` checks the payload at the call site: it must
  * survive JSON unchanged (no functions, symbols, BigInt, cycles, NaN, Dates, Maps or class
- * instances; see `copyPayload`), and the task gets the copy taken then.
+ * instances; see `copyPayload`), and the task gets the copy taken then (see to-task.ts).
  */
 export function defineTask<Payload>(
   name: string,
@@ -61,24 +52,7 @@ export function defineTask<Payload>(
   resolvePolicy('defineTask', policy, { timeoutMs: 0, retries: 0, retryDelayMs: 0 });
   if (policy.maxPayloadBytes !== undefined)
     checkMaxPayloadBytes('defineTask', policy.maxPayloadBytes, Infinity);
-  const definition: DefinedTask<Payload> = {
-    name,
-    handler,
-    options: policy,
-    [DEFINED]: true,
-    toTask(payload, defaults, maxPayloadBytes) {
-      const copy = copyPayload(name, payload, policy.maxPayloadBytes ?? maxPayloadBytes);
-      const run = (ctx: TaskContext) => handler(copy as Payload, ctx);
-      return new Task(
-        name,
-        resolvePolicy('defineTask', policy, defaults),
-        undefined,
-        [copy],
-        { name, run },
-        definition as DefinedTask<unknown>,
-      );
-    },
-  };
+  const definition: DefinedTask<Payload> = { name, handler, options: policy, [DEFINED]: true };
   return Object.freeze(definition);
 }
 

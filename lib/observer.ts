@@ -25,28 +25,8 @@ import {
   type TraceCarrier,
 } from './telemetry';
 import { errorFields, isThenable, settle, toError } from './thrown';
+import type { Attempting, RequestSource } from './attempting';
 import type { BackgroundTasksStats, TaskFailure, TaskRequest } from './types';
-
-/** A task as the observer follows it through its attempts (the runner's `Task`, or a worker's job). */
-export interface Attempting {
-  readonly name: string;
-  /** The number of the attempt now starting or running: 1, 2, … */
-  attempt: number;
-  /** `performance.now()` when the attempt started. */
-  startedAt: number;
-  /** The attempt's span, while it runs and is recorded. */
-  span: Span | undefined;
-  /** The context active when the task was added. */
-  readonly parentContext: Context | undefined;
-  /** The BullMQ job id, on a worker. */
-  readonly jobId?: string;
-}
-
-/** Where a task came from: its request's id at once, the rest only when a line needs it. */
-export interface RequestSource {
-  readonly requestId: string;
-  describeRequest(): TaskRequest;
-}
 
 /** What a task was doing when `drain()` gave up on it. */
 export type AbandonedState = 'running' | 'pending' | 'waiting to retry' | 'enqueueing';

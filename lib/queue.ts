@@ -9,7 +9,7 @@ import type { Request, Response } from 'express';
 import type { DefinedTask } from './define-task';
 import { RequestQueue } from './request-queue';
 import type { TaskRunner } from './runner';
-import { toTask } from './task';
+import { toTask } from './to-task';
 import type { TaskObject } from './types';
 
 declare global {

@@ -1,13 +1,15 @@
 /**
  * The runner's record of one request's tasks: what waits, what runs, whether the response has
- * ended, and the links of the runner's lists. Made at the request's first `add()` and never
- * reachable from `res.locals`, where the queue (queue.ts) shows only its public API.
+ * ended, and the links of the runner's lists; and its record of the attempt that runs. Made at
+ * the request's first `add()` and never reachable from `res.locals`, where the queue (queue.ts)
+ * shows only its public API.
  */
 import type { AsyncResource } from 'node:async_hooks';
 import type { Request, Response } from 'express';
-import type { RunningAttempt } from './attempt';
-import type { RequestSource } from './observer';
+import type { AttemptContext } from './attempt';
+import type { RequestSource } from './attempting';
 import type { Task } from './task';
+import type { Timed } from './timeouts';
 import type { TaskRequest } from './types';
 
 export class RequestQueue implements RequestSource {
@@ -150,4 +152,20 @@ export class RequestQueue implements RequestSource {
 /** The URL logs and tasks show for a request: the original one, before any mounting stripped it. */
 export function urlOf(req: Request): string {
   return req.originalUrl ?? req.url;
+}
+
+/** An attempt that returned a promise: what its timeout, its settlement and `drain()` share. */
+export class RunningAttempt implements Timed {
+  /** Settled, timed out or abandoned: a later outcome is ignored. */
+  ended = false;
+  deadline = 0;
+  timeoutList: Timed['timeoutList'] = undefined;
+  previousTimed: Timed | undefined = undefined;
+  nextTimed: Timed | undefined = undefined;
+
+  constructor(
+    readonly queue: RequestQueue,
+    readonly task: Task,
+    readonly ctx: AttemptContext | undefined,
+  ) {}
 }

@@ -7,7 +7,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import onFinished from 'on-finished';
 import type { Logger } from 'winston';
-import { AttemptContext, RunningAttempt, TaskAbandonedError, timeoutError } from './attempt';
+import { AttemptContext, TaskAbandonedError, timeoutError } from './attempt';
 import { Fifo } from './fifo';
 import { inTime } from './in-time';
 import { HandOffs } from './hand-offs';
@@ -21,7 +21,7 @@ import {
   type ResolvedOptions,
   type ResolvedPolicy,
 } from './options';
-import type { RequestQueue } from './request-queue';
+import { RunningAttempt, type RequestQueue } from './request-queue';
 import type { Task } from './task';
 import { activeContext, runInSpan } from './telemetry';
 import { Timeouts } from './timeouts';

@@ -1,12 +1,12 @@
 /**
- * One queued task: what `add()` was given, normalised into a single shape the runner can call,
- * with its name and policy settled at the call site so that a bad task fails there.
+ * One queued task: what `add()` was given, in the single shape the runner calls (to-task.ts
+ * makes it), with its name and policy settled at the call site.
  */
 import type { Context, Span } from '@opentelemetry/api';
-import type { Attempting } from './observer';
-import { resolvePolicy, show, type ResolvedPolicy } from './options';
+import type { Attempting } from './attempting';
+import type { DefinedTask } from './define-task';
+import type { ResolvedPolicy } from './options';
 import type { TaskContext, TaskObject } from './types';
-import { isDefinedTask, type DefinedTask } from './define-task';
 
 export class Task implements Attempting {
   /** Attempts made so far: the number of the one running, while one runs. */
@@ -31,47 +31,4 @@ export class Task implements Attempting {
   invoke(ctx: TaskContext | undefined): unknown {
     return this.object === undefined ? this.fn!(...this.args) : this.object.run(ctx!);
   }
-}
-
-/** Builds a Task from the arguments of `add()`, or throws a TypeError that says what is wrong. */
-export function toTask(
-  task: unknown,
-  args: unknown[],
-  defaults: ResolvedPolicy,
-  maxPayloadBytes: number,
-): Task {
-  if (typeof task === 'function') {
-    return new Task(
-      task.name || 'anonymous',
-      defaults,
-      task as (...args: unknown[]) => unknown,
-      args,
-      undefined,
-      undefined,
-    );
-  }
-  if (isDefinedTask(task)) {
-    if (args.length !== 1)
-      throw new TypeError(`add(): defined task "${task.name}" takes exactly one payload argument`);
-    return task.toTask(args[0], defaults, maxPayloadBytes);
-  }
-  if (task !== null && typeof task === 'object' && typeof (task as TaskObject).run === 'function') {
-    if (args.length > 0)
-      throw new TypeError('add(): an object-form task takes no arguments; pass them through run()');
-    return objectTask(task as TaskObject, defaults);
-  }
-  throw new TypeError(
-    `add(): expected a function, a { name, run } object or a defined task, got ${show(task)}`,
-  );
-}
-
-function objectTask(task: TaskObject, defaults: ResolvedPolicy): Task {
-  const { name } = task;
-  if (name !== undefined && (typeof name !== 'string' || name === '')) {
-    throw new TypeError(`add(): task name must be a non-empty string, got ${show(name)}`);
-  }
-  const hasPolicy =
-    task.timeoutMs !== undefined || task.retries !== undefined || task.retryDelayMs !== undefined;
-  const policy = hasPolicy ? resolvePolicy('add', task, defaults) : defaults;
-  return new Task(name ?? (task.run.name || 'anonymous'), policy, undefined, [], task, undefined);
 }

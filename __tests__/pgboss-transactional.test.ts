@@ -266,7 +266,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
   }, 30_000);
 
   test('drain() gives up on a running transactional task: it is left to the workers (counted and logged), and a worker runs it at once', async () => {
-    const setup = setUp({ hang: true });
+    const setup = setUp({ hang: 'once' });
     const worker = await setup.worker();
     const started = new Promise<void>((resolve) =>
       runs.once('run', (event: { event: string }) => event.event === 'started' && resolve()),

@@ -38,10 +38,11 @@ export interface OrderPayload {
   /** Every attempt throws. */
   fail?: boolean;
   /**
-   * The first run in this process says it started, then waits until its signal is aborted (in a
-   * HANG=1 process: every run, forever); a later run writes the receipt.
+   * `once`: the first run in this process says it started, then waits until its signal is aborted;
+   * a later run writes the receipt. `in-web`: in a HANG=1 process (a web process to be killed) it
+   * says it started and never ends; elsewhere it runs as usual.
    */
-  hang?: boolean;
+  hang?: 'once' | 'in-web';
 }
 
 /** Writes the order's receipt: one row per run. */
@@ -49,9 +50,9 @@ export const sendReceipt = defineTask(
   'send-receipt',
   async ({ orderId, fail, hang }: OrderPayload, ctx) => {
     runs.emit('run', { event: 'started', orderId, attempt: ctx.attempt });
-    if (hang && (process.env.HANG === '1' || !hung.has(orderId))) {
+    if (hang === 'in-web' && process.env.HANG === '1') await new Promise(() => undefined);
+    if (hang === 'once' && !hung.has(orderId)) {
       hung.add(orderId);
-      if (process.env.HANG === '1') await new Promise(() => undefined);
       await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
       return;
     }

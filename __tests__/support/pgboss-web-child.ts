@@ -40,7 +40,7 @@ app.post('/orders', async (req, res, next) => {
     const orderId = rows[0].id;
     await res.locals.backgroundTasks.addInTransaction(client, sendReceipt, {
       orderId,
-      hang: mode === 'hang',
+      ...(mode === 'hang' && { hang: 'in-web' as const }),
     });
     if (mode === 'rollback') {
       await client.query('ROLLBACK');

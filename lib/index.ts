@@ -14,7 +14,14 @@ export { TaskTimeoutError, TaskAbandonedError } from './attempt';
 export type { DrainOptions } from './runner';
 export { LOG_MESSAGES, closeLogger, type CloseLoggerOptions, type LogLevel } from './logging';
 export { BACKGROUND_TASKS_DEFAULTS, type BackgroundTasksOptions } from './options';
-export type { DurableJob, DurableQueue } from './durable';
+export type {
+  DurableJob,
+  DurableQueue,
+  ExecuteSqlClient,
+  QueryClient,
+  TransactionClient,
+  TransactionalQueue,
+} from './durable';
 export type {
   BackgroundTasksStats,
   DrainResult,

@@ -38,6 +38,12 @@ export interface PgBossDurableOptions extends PgBossLocation {
 /** A durable queue on pg-boss. `enqueue` resolves with the job's id. */
 export interface PgBossDurable extends TransactionalQueue {
   enqueue(job: DurableJob): Promise<string>;
+  /**
+   * Starts pg-boss (its schema and migrations) and creates the queue and its dead-letter queue now,
+   * rather than at the first job. Needed before the first `addInTransaction()` on a database with a
+   * single connection (PGlite), where pg-boss's own start-up could not run beside the open transaction.
+   */
+  start(): Promise<void>;
   /** Stops the pg-boss instance made here (one given as `boss` is left to the application). */
   close(): Promise<void>;
 }
@@ -147,6 +153,10 @@ class PgBossProducer implements PgBossDurable {
   async release(id: string): Promise<void> {
     const boss = await this.ready();
     await boss.update(this.queueName, undefined, { id, startAfter: 0 });
+  }
+
+  async start(): Promise<void> {
+    await this.ready();
   }
 
   close(): Promise<void> {

@@ -5,6 +5,8 @@
  * Jest's own module registry does so only on Node 24.9 or later. Child processes (the web process
  * and the demo in the tests) load them with Node's own require(esm), untransformed.
  */
+/* global require, module */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS file: Jest loads it with require
 const ts = require('typescript');
 
 module.exports = {

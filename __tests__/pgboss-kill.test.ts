@@ -29,6 +29,7 @@ function random(seed: number): () => number {
 }
 
 describePgBoss('kill -9 under load', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
   const { startWorker } = require('../lib/pg-boss') as typeof import('../lib/pg-boss');
   let server: PostgresServer;
   let pool: pg.Pool;

@@ -26,6 +26,7 @@ import { pollUntil } from './support/redis';
 describePgBoss('addInTransaction() on pg-boss', () => {
   // Loaded here: on an older Node the entry throws, and describePgBoss() says so instead.
   const { pgBossDurable, startWorker } =
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
     require('../lib/pg-boss') as typeof import('../lib/pg-boss');
   let server: PostgresServer;
   let pool: pg.Pool;

@@ -483,6 +483,7 @@ describe('stats()', () => {
       abandoned: 0,
       enqueued: 0,
       leftToWorkers: 0,
+      logRecordsDropped: 0,
     });
     release.open();
     await bg.idle();

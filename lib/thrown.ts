@@ -77,7 +77,7 @@ export function readProperty(value: unknown, key: PropertyKey): unknown {
 }
 
 /** `text` cut to `MAX_LOGGED_CHARS`, with a marker that says how long it was; never half a surrogate pair. */
-function clip(text: string): string {
+export function clip(text: string): string {
   if (text.length <= MAX_LOGGED_CHARS) return text;
   let end = MAX_LOGGED_CHARS;
   const last = text.charCodeAt(end - 1);

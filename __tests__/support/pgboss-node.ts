@@ -16,6 +16,7 @@ export function describePgBoss(name: string, define: () => void): void {
   }
   test(`pg-boss needs Node ≥ 22.12: on Node ${process.versions.node} the entry throws that Error (${name} runs on Node 22 and 24)`, () => {
     const entry = path.join(__dirname, '..', '..', 'lib', 'pg-boss');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
     expect(() => require(entry)).toThrow(
       new Error(
         `express-background-tasks/pg-boss needs Node 22.12 or later, and this is Node ${process.versions.node}: ` +

@@ -14,7 +14,7 @@ import {
   type AnyDefinedTask,
   type Runnable,
 } from '../job-attempt';
-import { LOG_MESSAGES, safeLog } from '../logging';
+import { LOG_MESSAGES, droppedRecords, safeLog } from '../logging';
 import type { Attempting, RequestSource } from '../attempting';
 import { TaskObserver } from '../observer';
 import type { BackgroundTasksStats, TaskFailure } from '../types';
@@ -28,7 +28,7 @@ type AnyJob = Job<unknown, unknown, string>;
 export class JobRunner {
   /** This worker's counts: running, and the jobs that ended here, by outcome. */
   stats(): BackgroundTasksStats {
-    return { ...this.observer.counts };
+    return { ...this.observer.counts, logRecordsDropped: droppedRecords(this.logger) };
   }
 
   /** Counts, logs and traces every attempt, as the in-process runner's observer does. */

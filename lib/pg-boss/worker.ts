@@ -15,7 +15,7 @@ import {
   type AnyDefinedTask,
   type Runnable,
 } from '../job-attempt';
-import { useLogger } from '../logging';
+import { droppedRecords, useLogger } from '../logging';
 import { TaskObserver } from '../observer';
 import {
   BACKGROUND_TASKS_DEFAULTS,
@@ -135,7 +135,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<DurableW
       await boss.offWork(queueName, { wait: true });
       await connection.close();
     },
-    stats: () => ({ ...observer.counts }),
+    stats: () => ({ ...observer.counts, logRecordsDropped: droppedRecords(logger) }),
   };
 }
 

@@ -212,6 +212,7 @@ test("the worker's stats() count what ended on it, by outcome (the five jobs abo
     abandoned: 0,
     enqueued: 0,
     leftToWorkers: 0,
+    logRecordsDropped: 0,
   });
 });
 

@@ -482,6 +482,7 @@ describe('stats()', () => {
       rejected: 1,
       abandoned: 0,
       enqueued: 0,
+      leftToWorkers: 0,
       logRecordsDropped: 0,
     });
     release.open();
@@ -667,6 +668,7 @@ describe('a durable queue that does not answer', () => {
       succeeded: 0,
       abandoned: 1,
       enqueued: 0,
+      leftToWorkers: 0,
     });
   });
 });

@@ -5,11 +5,10 @@
  * committed order's receipt has run at least once, no rolled-back order's has, and the duplicates
  * are counted and printed. The randomness is seeded (KILL_SEED to replay a run); the seed is printed.
  */
-import pg from 'pg';
-import { killAllJsonChildren, spawnJsonChild, type JsonChild } from './support/json-child';
+import { spawnJsonChild, type JsonChild } from './support/json-child';
+import { useOrdersDatabase } from './support/pgboss-database';
 import { describePgBoss } from './support/pgboss-node';
-import { SCHEMA, closeTaskPool, sendReceipt } from './support/pgboss-tasks';
-import { startPostgres, type PostgresServer } from './support/postgres';
+import { sendReceipt } from './support/pgboss-tasks';
 import { pollUntil } from './support/redis';
 
 const REQUESTS = 1_000;
@@ -31,22 +30,7 @@ function random(seed: number): () => number {
 describePgBoss('kill -9 under load', () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
   const { startWorker } = require('../lib/pg-boss') as typeof import('../lib/pg-boss');
-  let server: PostgresServer;
-  let pool: pg.Pool;
-
-  beforeAll(async () => {
-    server = await startPostgres();
-    process.env.PGBOSS_TEST_DATABASE_URL = server.url;
-    pool = new pg.Pool({ connectionString: server.url, max: 4 });
-    await pool.query(SCHEMA);
-  }, 60_000);
-
-  afterAll(async () => {
-    await killAllJsonChildren();
-    await closeTaskPool();
-    await pool?.end();
-    await server?.stop();
-  });
+  const db = useOrdersDatabase();
 
   test(`${REQUESTS} requests, a fifth rolled back, the web process killed ${KILLS} times: every committed order's task ran, no rolled-back one's`, async () => {
     const seed = Number(process.env.KILL_SEED ?? Date.now() % 2 ** 31);
@@ -54,7 +38,7 @@ describePgBoss('kill -9 under load', () => {
     process.stdout.write(`kill -9 load test: seed ${seed} (KILL_SEED=${seed} replays it)\n`);
     const queueName = 'orders-under-kill';
     const worker = await startWorker({
-      connectionString: server.url,
+      connectionString: db.server.url,
       queueName,
       tasks: [sendReceipt],
       concurrency: 4,
@@ -62,7 +46,7 @@ describePgBoss('kill -9 under load', () => {
     });
     const startWeb = async (): Promise<{ child: JsonChild; port: number }> => {
       const child = spawnJsonChild('__tests__/support/pgboss-web-child.ts', {
-        PGBOSS_TEST_DATABASE_URL: server.url,
+        PGBOSS_TEST_DATABASE_URL: db.server.url,
         QUEUE_NAME: queueName,
         LEASE_MARGIN_MS: '300',
       });
@@ -108,7 +92,8 @@ describePgBoss('kill -9 under load', () => {
     }
     await Promise.all(inFlight);
 
-    const count = async (sql: string) => Number((await pool.query<{ n: string }>(sql)).rows[0].n);
+    const count = async (sql: string) =>
+      Number((await db.pool.query<{ n: string }>(sql)).rows[0].n);
     const orders = await count('SELECT count(*) AS n FROM orders');
     const missing = () =>
       count(

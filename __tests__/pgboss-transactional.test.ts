@@ -4,152 +4,23 @@
  * per run, so every run is counted in the database, whichever process made it. Crashes are real
  * web processes killed with SIGKILL; the worker runs in this process.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import express from 'express';
-import pg from 'pg';
 import request from 'supertest';
-import { LOG_MESSAGES, defineTask, type BackgroundTasksMiddleware } from '../lib';
+import { LOG_MESSAGES, defineTask } from '../lib';
 import { bullmqDurable } from '../lib/bullmq';
-import type { DurableWorker, PgBossDurable } from '../lib/pg-boss';
 import { makeApp, type TestAppOptions } from './support/apps';
-import { killAllJsonChildren, spawnJsonChild } from './support/json-child';
+import { spawnJsonChild } from './support/json-child';
+import { useOrdersDatabase } from './support/pgboss-database';
 import { describePgBoss } from './support/pgboss-node';
-import {
-  SCHEMA,
-  closeTaskPool,
-  runs,
-  sendReceipt,
-  type OrderPayload,
-} from './support/pgboss-tasks';
-import { startPostgres, type PostgresServer } from './support/postgres';
+import { ordersRoute, runs, sendReceipt, type OrderPayload } from './support/pgboss-tasks';
 import { pollUntil } from './support/redis';
 
 describePgBoss('addInTransaction() on pg-boss', () => {
-  // Loaded here: on an older Node the entry throws, and describePgBoss() says so instead.
-  const { pgBossDurable, startWorker } =
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
-    require('../lib/pg-boss') as typeof import('../lib/pg-boss');
-  let server: PostgresServer;
-  let pool: pg.Pool;
-  let queues = 0;
-
-  beforeAll(async () => {
-    server = await startPostgres();
-    process.env.PGBOSS_TEST_DATABASE_URL = server.url;
-    pool = new pg.Pool({ connectionString: server.url, max: 10 });
-    await pool.query(SCHEMA);
-  }, 60_000);
-
-  afterAll(async () => {
-    await killAllJsonChildren();
-    await closeTaskPool();
-    await pool?.end();
-    await server?.stop();
-  });
-
-  /** A fresh queue for each test, its web side and (started on demand) its worker. */
-  interface Setup {
-    queueName: string;
-    durable: PgBossDurable;
-    bg: BackgroundTasksMiddleware;
-    app: express.Express;
-    log: ReturnType<typeof makeApp>['log'];
-    worker(): Promise<DurableWorker>;
-    close(): Promise<void>;
-  }
-
-  /** Only a test's own setup is closed by it; what a failed test left open is closed here. */
-  const open = new Set<Setup>();
-  afterEach(async () => {
-    for (const setup of open) await setup.close();
-    open.clear();
-  });
-
-  /**
-   * The app: `POST /orders` writes an order and adds its receipt in the same transaction. With
-   * `?rollback=1` it rolls back after addInTransaction; with `?late=1` it responds first and
-   * commits when `commitLate()` is called.
-   */
-  function setUp(payload: Partial<OrderPayload> = {}): Setup & { commitLate(): Promise<void> } {
-    const queueName = `orders-${++queues}`;
-    const durable = pgBossDurable({ connectionString: server.url, queueName, leaseMarginMs: 500 });
-    let late: (() => Promise<void>) | undefined;
-    const { app, bg, log } = makeApp(
-      express,
-      (app) =>
-        app.post('/orders', async (req, res, next) => {
-          const client = await pool.connect();
-          try {
-            await client.query('BEGIN');
-            const { rows } = await client.query<{ id: number }>(
-              'INSERT INTO orders (item) VALUES ($1) RETURNING id',
-              ['book'],
-            );
-            const orderId = rows[0].id;
-            await res.locals.backgroundTasks.addInTransaction(client, sendReceipt, {
-              orderId,
-              ...payload,
-            });
-            if (req.query.rollback === '1') {
-              await client.query('ROLLBACK');
-              client.release();
-            } else if (req.query.late === '1') {
-              late = async () => {
-                await client.query('COMMIT');
-                client.release();
-              };
-            } else {
-              await client.query('COMMIT');
-              client.release();
-            }
-            res.status(201).json({ orderId });
-          } catch (error) {
-            client.release();
-            next(error);
-          }
-        }),
-      { tasks: { durable } },
-    );
-    let started: Promise<DurableWorker> | undefined;
-    const setup = {
-      queueName,
-      durable,
-      bg,
-      app,
-      log,
-      worker: () =>
-        (started ??= startWorker({
-          connectionString: server.url,
-          queueName,
-          tasks: [sendReceipt],
-          logger: log.logger,
-          concurrency: 2,
-          workOptions: { pollingIntervalSeconds: 0.5 },
-        })),
-      async close() {
-        await bg.idle();
-        if (started !== undefined) await (await started).close();
-        await durable.close();
-      },
-      commitLate: () => late!(),
-    };
-    open.add(setup);
-    return setup;
-  }
-
-  async function receiptsOf(orderId: number): Promise<Array<{ pid: number; attempt: number }>> {
-    const { rows } = await pool.query<{ pid: number; attempt: number }>(
-      'SELECT pid, attempt FROM receipts WHERE order_id = $1 ORDER BY at',
-      [orderId],
-    );
-    return rows;
-  }
-
-  /** The job's state in pg-boss, read from its own tables through findJobs(); undefined when there is no job. */
-  async function jobStates(setup: Setup): Promise<string[]> {
-    const boss = (await setup.worker()).boss;
-    const jobs = await boss.findJobs(setup.queueName);
-    return jobs.map((job) => job.state);
-  }
+  const db = useOrdersDatabase();
+  const { receiptsOf, setUp } = db;
 
   test('committed, process alive: the task runs here right after the response, exactly once, and its job is completed', async () => {
     const setup = setUp();
@@ -163,27 +34,27 @@ describePgBoss('addInTransaction() on pg-boss', () => {
     });
     expect(await receiptsOf(response.body.orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
     // Completed: no worker can fetch it, now or later.
-    expect(await jobStates(setup)).toEqual(['completed']);
+    expect(await setup.jobStates()).toEqual(['completed']);
     expect((await setup.worker()).stats()).toMatchObject({ succeeded: 0, running: 0 });
   });
 
   test('rolled back: nothing runs, ever; the claim finds no job and the task is counted as left to the workers', async () => {
     const setup = setUp();
-    const response = await request(setup.app).post('/orders?rollback=1').expect(201);
+    const response = await request(setup.app).post('/orders?mode=rollback').expect(409);
     await setup.bg.idle();
     expect(setup.bg.stats()).toMatchObject({ succeeded: 0, pending: 0, leftToWorkers: 1 });
     expect(setup.log.find(LOG_MESSAGES.leftToWorkers)).toEqual([
       expect.objectContaining({ level: 'info', task: 'send-receipt', state: 'not claimed' }),
     ]);
     // No job at all: no worker can ever run it.
-    expect(await jobStates(setup)).toEqual([]);
+    expect(await setup.jobStates()).toEqual([]);
     expect(await receiptsOf(response.body.orderId)).toEqual([]);
   });
 
   test('the response ended before the commit: the claim misses, and a worker runs the task once the lease ends', async () => {
     const setup = setUp();
     const worker = await setup.worker();
-    const response = await request(setup.app).post('/orders?late=1').expect(201);
+    const response = await request(setup.app).post('/orders?mode=late').expect(201);
     await setup.bg.idle();
     expect(setup.bg.stats()).toMatchObject({ succeeded: 0, leftToWorkers: 1 });
     const orderId = response.body.orderId as number;
@@ -196,7 +67,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
     expect(ran).toBe(true);
     expect(await receiptsOf(orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
     await pollUntil(async () => worker.stats().succeeded === 1, "the worker's count");
-    expect(await jobStates(setup)).toEqual(['completed']);
+    expect(await setup.jobStates()).toEqual(['completed']);
   });
 
   test.each(['before the response ends', 'during the task'])(
@@ -205,18 +76,19 @@ describePgBoss('addInTransaction() on pg-boss', () => {
       const setup = setUp();
       const worker = await setup.worker();
       const web = spawnJsonChild('__tests__/support/pgboss-web-child.ts', {
-        PGBOSS_TEST_DATABASE_URL: server.url,
+        PGBOSS_TEST_DATABASE_URL: db.server.url,
         QUEUE_NAME: setup.queueName,
         LEASE_MARGIN_MS: '500',
         HANG: '1',
       });
       const { port } = await web.next((event) => event.event === 'listening', 'listening');
-      const mode = when === 'during the task' ? 'hang' : 'die';
-      const sent = fetch(`http://127.0.0.1:${port}/orders?mode=${mode}`, { method: 'POST' }).catch(
+      const during = when === 'during the task';
+      const query = during ? 'hang=in-web' : 'mode=die';
+      const sent = fetch(`http://127.0.0.1:${port}/orders?${query}`, { method: 'POST' }).catch(
         (error: Error) => error,
       );
       const { orderId } = await web.next((event) => event.event === 'committed', 'the commit');
-      if (mode === 'hang')
+      if (during)
         await web.next(
           (event) => event.event === 'started' && event.orderId === orderId,
           'the task',
@@ -224,8 +96,8 @@ describePgBoss('addInTransaction() on pg-boss', () => {
       await web.kill();
       // Killed before its response the client sees the connection die; during its task, after the 201.
       const outcome = await sent;
-      if (mode === 'die') expect(outcome).toMatchObject({ message: 'fetch failed' });
-      else expect(outcome).toMatchObject({ status: 201 });
+      if (during) expect(outcome).toMatchObject({ status: 201 });
+      else expect(outcome).toMatchObject({ message: 'fetch failed' });
       await pollUntil(
         async () => (await receiptsOf(orderId as number)).length > 0,
         'the worker to run it',
@@ -237,7 +109,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
   );
 
   test("failed here on every attempt: pg-boss's retries take it over on the workers, then the dead-letter queue", async () => {
-    const setup = setUp({ fail: true });
+    const setup = setUp({ payload: { fail: true } });
     const worker = await setup.worker();
     const response = await request(setup.app).post('/orders').expect(201);
     await setup.bg.idle();
@@ -263,11 +135,11 @@ describePgBoss('addInTransaction() on pg-boss', () => {
       [2, 'string'],
     ]);
     expect(setup.log.find(LOG_MESSAGES.taskRetrying).map((line) => line.attempt)).toEqual([1, 1]);
-    expect(await jobStates(setup)).toEqual(['failed']);
+    expect(await setup.jobStates()).toEqual(['failed']);
   }, 30_000);
 
   test('drain() gives up on a running transactional task: it is left to the workers (counted and logged), and a worker runs it at once', async () => {
-    const setup = setUp({ hang: 'once' });
+    const setup = setUp({ payload: { hang: 'once' } });
     const worker = await setup.worker();
     const started = new Promise<void>((resolve) =>
       runs.once('run', (event: { event: string }) => event.event === 'started' && resolve()),
@@ -294,6 +166,87 @@ describePgBoss('addInTransaction() on pg-boss', () => {
     await pollUntil(async () => worker.stats().succeeded === 1, "the worker's count");
   });
 
+  test('the queue is full (maxPending): the job is inserted with no lease, left to the workers at once (logged at warn), and a worker runs it', async () => {
+    const setup = setUp();
+    const worker = await setup.worker();
+    // One plain task pending before the insert: with maxPending 1 the queue is full.
+    const { app, bg, log } = makeApp(
+      express,
+      (app) =>
+        app.post(
+          '/orders',
+          (_req, res, next) => {
+            res.locals.backgroundTasks.add(() => undefined);
+            next();
+          },
+          ordersRoute(db.pool),
+        ),
+      { tasks: { durable: setup.durable, maxPending: 1 } },
+    );
+    const response = await request(app).post('/orders').expect(201);
+    const orderId = response.body.orderId as number;
+    await bg.idle();
+    // The plain task ran here; the receipt did not.
+    expect(bg.stats()).toMatchObject({ succeeded: 1, leftToWorkers: 1, pending: 0, rejected: 0 });
+    expect(log.find(LOG_MESSAGES.leftToWorkers)).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        task: 'send-receipt',
+        state: 'queue full',
+        jobId: expect.any(String),
+      }),
+    ]);
+    // No lease to wait for: far sooner than the 2.5 s a claimed job's would be.
+    await pollUntil(async () => worker.stats().succeeded === 1, 'the worker to run it');
+    expect(await receiptsOf(orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
+    expect(await setup.jobStates()).toEqual(['completed']);
+  });
+
+  test('the task outruns its lease here (its event loop blocked past it): a worker runs it again, and the web process logs that one may have', async () => {
+    const setup = setUp();
+    const worker = await setup.worker();
+    const unblock = path.join(mkdtempSync(path.join(tmpdir(), 'ebt-lease-')), 'unblock');
+    const web = spawnJsonChild('__tests__/support/pgboss-web-child.ts', {
+      PGBOSS_TEST_DATABASE_URL: db.server.url,
+      QUEUE_NAME: setup.queueName,
+      LEASE_MARGIN_MS: '500',
+      HANG: '1',
+      BLOCK_UNTIL_FILE: unblock,
+    });
+    const { port } = await web.next((event) => event.event === 'listening', 'listening');
+    const response = await fetch(`http://127.0.0.1:${port}/orders?hang=blocked-in-web`, {
+      method: 'POST',
+    });
+    expect(response.status).toBe(201);
+    const { orderId } = (await response.json()) as { orderId: number };
+    // The web process wrote its receipt, then blocked; past the lease (2.5 s) a worker takes the job.
+    await pollUntil(
+      async () => (await receiptsOf(orderId)).some((receipt) => receipt.pid === process.pid),
+      'a worker to run it again',
+      15_000,
+    );
+    writeFileSync(unblock, '');
+    const line = await web.next(
+      (event) => event.message === LOG_MESSAGES.leaseOutrun,
+      'the line that says the lease ran out',
+    );
+    expect(line).toMatchObject({
+      level: 'error',
+      task: 'send-receipt',
+      jobId: expect.any(String),
+      outcome: 'succeeded',
+    });
+    expect(line.overrunMs).toBeGreaterThan(0);
+    // Run twice: once in the web process, once on the worker.
+    expect((await receiptsOf(orderId)).map((receipt) => receipt.pid)).toEqual([
+      web.pid,
+      process.pid,
+    ]);
+    await pollUntil(async () => worker.stats().succeeded === 1, "the worker's count");
+    expect(await setup.jobStates()).toEqual(['completed']);
+    await web.kill();
+  }, 30_000);
+
   test('an insert that fails rejects addInTransaction(), and the task counts as never added', async () => {
     const setup = setUp();
     const rejected: unknown[] = [];
@@ -301,7 +254,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
       express,
       (app) =>
         app.post('/', async (_req, res) => {
-          const client = await pool.connect();
+          const client = await db.pool.connect();
           await client.query('BEGIN');
           await client.query('SELECT 1/0').catch(() => undefined); // the transaction is aborted now
           await res.locals.backgroundTasks

@@ -22,6 +22,9 @@ export interface Attempting {
   readonly lease?: JobLease;
 }
 
+/** How a task added with `addInTransaction()` ended here, as its job is told. */
+export type LeaseOutcome = 'succeeded' | 'failed' | 'left_to_workers';
+
 /**
  * The job of a task added with `addInTransaction()`, held in the database for this process for a
  * while (its lease): told how the task ended here, so that the database agrees.
@@ -31,7 +34,7 @@ export interface JobLease {
   /** True when an attempt of `timeoutMs` starting now could end, and be reported, before the lease does. */
   covers(timeoutMs: number): boolean;
   /** The task ended here for good: its job is marked done, failed to the workers' retries, or given back. */
-  ended(outcome: 'succeeded' | 'failed' | 'left_to_workers', error?: Error): void;
+  ended(outcome: LeaseOutcome, error?: Error): void;
 }
 
 /** Where a task came from: its request's id at once, the rest only when a line needs it. */

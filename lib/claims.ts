@@ -7,22 +7,14 @@
  * never lost, and never run here without a claim.
  */
 import { performance } from 'node:perf_hooks';
-import type { JobLease } from './attempting';
-import { isDefinedTask, type DefinedTask } from './define-task';
-import {
-  isTransactional,
-  type DurableJob,
-  type DurableQueue,
-  type TransactionClient,
-  type TransactionalQueue,
-} from './durable';
+import type { JobLease, LeaseOutcome } from './attempting';
+import type { TransactionClient, TransactionalQueue } from './durable';
+import { callDurable, storeJob } from './hand-offs';
 import type { LeftState, LogLine, TaskObserver } from './observer';
-import { MAX_TIMER_MS, show, type ResolvedPolicy } from './options';
+import { MAX_TIMER_MS, type ResolvedPolicy } from './options';
 import type { RequestQueue } from './request-queue';
 import type { Task } from './task';
-import { runInSpan } from './telemetry';
-import { settle, toError } from './thrown';
-import { toTask } from './to-task';
+import { toError } from './thrown';
 
 /** What the runner does when a claim ends. */
 export interface ClaimEnds {
@@ -32,51 +24,6 @@ export interface ClaimEnds {
   left(queue: RequestQueue): void;
   /** A write-back to the database ended: `idle()` may resolve. */
   settled(): void;
-}
-
-/**
- * The task that `addInTransaction(db, task, payload)` adds, checked at the call site: the durable
- * queue must be transactional, `db` a SQL client, `task` a defined task with a timeout, and the
- * payload must pass `add()`'s check. Throws a TypeError that says what is wrong.
- */
-export function transactionalTask(
-  durable: DurableQueue | undefined,
-  db: unknown,
-  task: unknown,
-  payload: unknown,
-  defaults: ResolvedPolicy,
-  maxPayloadBytes: number,
-): Task {
-  const where = 'addInTransaction()';
-  if (durable === undefined) {
-    throw new TypeError(
-      `${where}: this middleware has no durable queue; create it with backgroundTasks({ durable: pgBossDurable(...) }) ` +
-        'from express-background-tasks/pg-boss to write tasks in a SQL transaction',
-    );
-  }
-  if (!isTransactional(durable)) {
-    throw new TypeError(
-      `${where}: the middleware's durable queue cannot join a SQL transaction (Redis cannot: a BullMQ job ` +
-        'is written outside it, so the row and its task could not commit as one); use pgBossDurable(...) ' +
-        'from express-background-tasks/pg-boss',
-    );
-  }
-  if (!isClient(db)) {
-    throw new TypeError(
-      `${where}: db must be the transaction's client: a node-postgres client with query(text, values), ` +
-        `or pg-boss's { executeSql(text, values) } (fromKnex, fromPrisma, …), got ${show(db)}`,
-    );
-  }
-  if (!isDefinedTask(task))
-    throw new TypeError(`${where}: task must be a defineTask() task, got ${show(task)}`);
-  const queued = toTask(task as DefinedTask<unknown>, [payload], defaults, maxPayloadBytes);
-  if (queued.policy.timeoutMs === 0) {
-    throw new TypeError(
-      `${where}: task "${queued.name}" has no timeout (timeoutMs: 0); a transactional task needs one: ` +
-        'its lease, how long the workers leave its job to this process, is derived from it',
-    );
-  }
-  return queued;
 }
 
 export class Claims {
@@ -101,22 +48,11 @@ export class Claims {
    * pending) the job is inserted with no lease, for the workers alone.
    */
   insert(queue: RequestQueue, task: Task, db: TransactionClient, full: boolean): Promise<void> {
-    const trace = this.observer.enqueueStarted(task, queue);
-    const job: DurableJob = {
-      name: task.name,
-      payload: task.args[0],
-      request: queue.describeRequest(),
-      ...task.policy,
-      ...(trace !== undefined && { trace }),
-    };
     const leaseMs = full ? 0 : this.leaseOf(task.policy);
     const claim = new Claim(this, queue, task, leaseMs);
     this.outstanding.add(claim);
-    const { span } = task;
-    // Inside the producer span: what a pg instrumentation traces is its child.
-    const insert = () => this.durable.insert(db, job, leaseMs);
-    return call(
-      span === undefined ? insert : () => runInSpan(span, task.parentContext, insert, undefined),
+    return storeJob(this.observer, queue, task, (job) =>
+      this.durable.insert(db, job, leaseMs),
     ).then(
       (id) => {
         if (claim.givenUp) return; // drain() counted it; the job is the transaction's
@@ -166,22 +102,21 @@ export class Claims {
     return lines;
   }
 
-  /** The task ended here for good: tells the database (see `Claim.ended`). */
-  writeBack(
-    claim: Claim,
-    outcome: 'succeeded' | 'failed' | 'left_to_workers',
-    error?: Error,
-  ): void {
+  /**
+   * The task ended here for good: tells the database (see `Claim.ended`). Past its lease a worker
+   * may have the job: that is logged, and a failure is not written, since pg-boss would then retry
+   * a job that may be running on a worker; the workers take it as it is.
+   */
+  writeBack(claim: Claim, outcome: LeaseOutcome, error?: Error): void {
     if (claim.state !== 'claimed') return; // not this process's job: nothing to write
     claim.state = 'ended';
-    const { durable } = this;
-    const id = claim.jobId;
-    const write =
-      outcome === 'succeeded'
-        ? call(() => durable.complete(id)).then((done) => {
-            if (done !== true) this.observer.jobNotSettled(claim.task, claim.queue, outcome);
-          })
-        : call(() => (outcome === 'failed' ? durable.fail(id, error!) : durable.release(id)));
+    const overrunMs = performance.now() - claim.deadline;
+    const outran = overrunMs > 0;
+    // A task that never started here (it waited past its lease) cannot run again: no line.
+    if (outran && claim.task.attempt > 0)
+      this.observer.leaseOutrun(claim.task, claim.queue, outcome, overrunMs);
+    const write = this.written(claim, outcome, error, outran);
+    if (write === undefined) return;
     this.settling++;
     write
       .catch((thrown: unknown) =>
@@ -206,10 +141,31 @@ export class Claims {
     return this.leaseMarginMs / 2;
   }
 
+  /** The write-back of how the task ended, or undefined when nothing is written. */
+  private written(
+    claim: Claim,
+    outcome: LeaseOutcome,
+    error: Error | undefined,
+    outran: boolean,
+  ): Promise<unknown> | undefined {
+    const { durable } = this;
+    const id = claim.jobId;
+    if (outcome === 'succeeded') {
+      return callDurable(() => durable.complete(id)).then((done) => {
+        // Past the lease, leaseOutrun() has said so already.
+        if (done !== true && !outran) this.observer.jobNotSettled(claim.task, claim.queue, outcome);
+      });
+    }
+    if (outran) return undefined;
+    return callDurable(() =>
+      outcome === 'failed' ? durable.fail(id, error!) : durable.release(id),
+    );
+  }
+
   private claim(claim: Claim): void {
     claim.state = 'claiming';
     const sentAt = performance.now();
-    call(() => this.durable.claim(claim.jobId, claim.leaseMs)).then(
+    callDurable(() => this.durable.claim(claim.jobId, claim.leaseMs)).then(
       (claimed) => {
         this.outstanding.delete(claim);
         if (claimed === true) {
@@ -258,22 +214,7 @@ class Claim implements JobLease {
     return performance.now() + timeoutMs + this.claims.reserveMs <= this.deadline;
   }
 
-  ended(outcome: 'succeeded' | 'failed' | 'left_to_workers', error?: Error): void {
+  ended(outcome: LeaseOutcome, error?: Error): void {
     this.claims.writeBack(this, outcome, error);
   }
-}
-
-/** Calls `fn`, a method of the durable queue, as a native promise: a sync throw becomes a rejection. */
-function call<T>(fn: () => PromiseLike<T> | T): Promise<T> {
-  try {
-    return settle(fn()) as Promise<T>;
-  } catch (thrown) {
-    return Promise.reject(thrown);
-  }
-}
-
-function isClient(db: unknown): db is TransactionClient {
-  if (db === null || (typeof db !== 'object' && typeof db !== 'function')) return false;
-  const client = db as { query?: unknown; executeSql?: unknown };
-  return typeof client.executeSql === 'function' || typeof client.query === 'function';
 }

@@ -29,28 +29,9 @@ export class HandOffs {
 
   /** Gives `task` to the durable queue. */
   send(queue: RequestQueue, task: Task): void {
-    const trace = this.observer.enqueueStarted(task, queue);
-    const job: DurableJob = {
-      name: task.name,
-      payload: task.args[0],
-      request: queue.describeRequest(),
-      ...task.policy,
-      ...(trace !== undefined && { trace }),
-    };
     const handOff: HandOff = { queue, task, abandoned: false };
     this.inFlight.add(handOff);
-    let enqueuing: unknown;
-    try {
-      // Inside the producer span: what a Redis or BullMQ instrumentation traces is its child.
-      const { span } = task;
-      enqueuing =
-        span === undefined
-          ? this.durable.enqueue(job)
-          : runInSpan(span, task.parentContext, () => this.durable.enqueue(job), undefined);
-    } catch (thrown) {
-      enqueuing = Promise.reject(thrown);
-    }
-    settle(enqueuing).then(
+    storeJob(this.observer, queue, task, (job) => this.durable.enqueue(job)).then(
       () => {
         this.inFlight.delete(handOff);
         this.observer.enqueued(task, handOff.abandoned);
@@ -73,6 +54,40 @@ export class HandOffs {
     }
     this.inFlight.clear();
     return lines;
+  }
+}
+
+/**
+ * Starts the task's producer span and calls `store` with its job inside that span (so that what a
+ * pg, Redis or BullMQ instrumentation traces is its child): the hand-off after the response, and
+ * the insert of `addInTransaction()`.
+ */
+export function storeJob<T>(
+  observer: TaskObserver,
+  queue: RequestQueue,
+  task: Task,
+  store: (job: DurableJob) => PromiseLike<T> | T,
+): Promise<T> {
+  const trace = observer.enqueueStarted(task, queue);
+  const job: DurableJob = {
+    name: task.name,
+    payload: task.args[0],
+    request: queue.describeRequest(),
+    ...task.policy,
+    ...(trace !== undefined && { trace }),
+  };
+  const { span } = task;
+  return callDurable(() =>
+    span === undefined ? store(job) : runInSpan(span, task.parentContext, store, undefined, job),
+  );
+}
+
+/** Calls `fn`, a method of the durable queue, as a native promise: a sync throw becomes a rejection. */
+export function callDurable<T>(fn: () => PromiseLike<T> | T): Promise<T> {
+  try {
+    return settle(fn()) as Promise<T>;
+  } catch (thrown) {
+    return Promise.reject(thrown);
   }
 }
 

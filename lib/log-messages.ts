@@ -16,6 +16,7 @@ export const LOG_MESSAGES = {
   enqueueFailedAbandoned: 'durable enqueue failed after drain() gave the task up; it does not run',
   leftToWorkers: 'background task left to the workers',
   jobNotSettled: 'transactional job not settled in the database; a worker may run it again',
+  leaseOutrun: 'transactional task outran its lease; a worker may run it again',
   redisError: 'redis connection failed',
   redisReady: 'redis connection restored',
   workerError: 'durable worker error',

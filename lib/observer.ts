@@ -25,7 +25,7 @@ import {
   type TraceCarrier,
 } from './telemetry';
 import { errorFields, isThenable, settle, toError } from './thrown';
-import type { Attempting, RequestSource } from './attempting';
+import type { Attempting, LeaseOutcome, RequestSource } from './attempting';
 import type { TaskCounts, TaskFailure, TaskRequest } from './types';
 
 /** What a task was doing when `drain()` gave up on it. */
@@ -228,7 +228,7 @@ export class TaskObserver {
   jobNotSettled(
     task: Attempting,
     source: RequestSource,
-    outcome: 'succeeded' | 'failed' | 'left_to_workers',
+    outcome: LeaseOutcome,
     error?: Error,
   ): void {
     safeLog(this.logger, 'error', LOG_MESSAGES.jobNotSettled, {
@@ -236,6 +236,24 @@ export class TaskObserver {
       jobId: task.jobId,
       outcome,
       ...(error === undefined ? { reason: 'settled already' } : { error: errorFields(error) }),
+    });
+  }
+
+  /**
+   * A transactional task ended here after its lease had run out: a worker may have taken its job
+   * meanwhile, and so run it again. Logged at `error`, with how far past the lease it ended.
+   */
+  leaseOutrun(
+    task: Attempting,
+    source: RequestSource,
+    outcome: LeaseOutcome,
+    overrunMs: number,
+  ): void {
+    safeLog(this.logger, 'error', LOG_MESSAGES.leaseOutrun, {
+      ...requestFields(task.name, source.describeRequest()),
+      jobId: task.jobId,
+      outcome,
+      overrunMs: Math.round(overrunMs),
     });
   }
 

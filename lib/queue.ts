@@ -6,7 +6,7 @@
  */
 import { inspect } from 'node:util';
 import type { Request, Response } from 'express';
-import { transactionalTask } from './claims';
+import { transactionalTask } from './transactional-task';
 import type { DefinedTask } from './define-task';
 import type { TransactionClient } from './durable';
 import { RequestQueue } from './request-queue';

@@ -1,10 +1,12 @@
 /**
- * The defined tasks and the tables of the pg-boss tests, shared by the test process and the web
- * child processes: an order and its receipt. The receipt task writes one row per run in
+ * The defined tasks, the tables and the route of the pg-boss tests, shared by the test process and
+ * the web child processes: an order and its receipt. The receipt task writes one row per run in
  * `receipts` (with the process and the attempt), so that every run is visible from any process,
  * even one that was killed. PGBOSS_TEST_DATABASE_URL says where the database is.
  */
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import type { RequestHandler } from 'express';
 import pg from 'pg';
 import { defineTask } from '../../lib';
 
@@ -40,9 +42,11 @@ export interface OrderPayload {
   /**
    * `once`: the first run in this process says it started, then waits until its signal is aborted;
    * a later run writes the receipt. `in-web`: in a HANG=1 process (a web process to be killed) it
-   * says it started and never ends; elsewhere it runs as usual.
+   * says it started and never ends; elsewhere it runs as usual. `blocked-in-web`: in a HANG=1
+   * process it writes its receipt, then blocks the event loop until the file BLOCK_UNTIL_FILE
+   * exists (what a CPU-bound step or a long GC pause does); elsewhere it runs as usual.
    */
-  hang?: 'once' | 'in-web';
+  hang?: 'once' | 'in-web' | 'blocked-in-web';
 }
 
 /** Writes the order's receipt: one row per run. */
@@ -63,6 +67,71 @@ export const sendReceipt = defineTask(
       ctx.attempt,
     ]);
     runs.emit('run', { event: 'ran', orderId, attempt: ctx.attempt });
+    if (hang === 'blocked-in-web' && process.env.HANG === '1') {
+      const file = process.env.BLOCK_UNTIL_FILE!;
+      while (!existsSync(file)); // synchronous on purpose: no timer of this process can fire
+    }
   },
   { timeoutMs: 1_000, retries: 1, retryDelayMs: 10 },
 );
+
+export interface OrdersRouteOptions {
+  /** Added to every receipt's payload. */
+  payload?: Partial<OrderPayload>;
+  /** Called once an order has committed. */
+  committed?(orderId: number): void;
+  /** Called with what commits an order of `?mode=late`. */
+  late?(commit: () => Promise<void>): void;
+}
+
+/**
+ * `POST /orders?mode=…` writes an order and adds its receipt task in one transaction on a client of
+ * `pool`. `commit` (the default) commits, then answers 201 `{ orderId }`; `rollback` rolls back
+ * after addInTransaction() and answers 409; `late` answers 201 first and commits when the
+ * function given to `options.late` is called; `die` commits and never answers (the test kills the
+ * process). `?hang=…` sets the payload's `hang`.
+ */
+export function ordersRoute(pool: pg.Pool, options: OrdersRouteOptions = {}): RequestHandler {
+  return async (req, res, next) => {
+    const mode = String(req.query.mode ?? 'commit');
+    const client = await pool.connect();
+    let release = true;
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ id: number }>(
+        'INSERT INTO orders (item) VALUES ($1) RETURNING id',
+        ['book'],
+      );
+      const orderId = rows[0].id;
+      const hang = req.query.hang as OrderPayload['hang'] | undefined;
+      await res.locals.backgroundTasks.addInTransaction(client, sendReceipt, {
+        orderId,
+        ...options.payload,
+        ...(hang !== undefined && { hang }),
+      });
+      if (mode === 'rollback') {
+        await client.query('ROLLBACK');
+        res.status(409).json({ orderId, rolledBack: true });
+        return;
+      }
+      if (mode === 'late') {
+        release = false;
+        options.late?.(async () => {
+          await client.query('COMMIT');
+          client.release();
+        });
+        res.status(201).json({ orderId });
+        return;
+      }
+      await client.query('COMMIT');
+      options.committed?.(orderId);
+      if (mode === 'die') return; // no response: the test kills this process now
+      res.status(201).json({ orderId });
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      next(error);
+    } finally {
+      if (release) client.release();
+    }
+  };
+}

@@ -4,6 +4,11 @@
  * DATABASE_URL) and on a PostgreSQL server (DATABASE_URL). On a Node where pg-boss cannot load
  * (Node 20), the demo still starts, says so, and the route answers a plain-text 501.
  */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DEMO_PG_QUEUE } from '../demo-app/orders';
 import { PG_BOSS_NODE } from './support/pgboss-node';
 import { startDemo, type Demo } from './support/demo-process';
 import { startPostgres, type PostgresServer } from './support/postgres';
@@ -36,6 +41,29 @@ async function placeBoth(running: Demo): Promise<void> {
   expect(running.notifications()).not.toContain(`receipt for order ${rolledBack.body.orderId}`);
 }
 
+function readIfThere(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Makes every job of `queue` that waits for its lease available now, through pg-boss's update(). */
+async function endLeases(url: string, queue: string): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
+  const { PgBoss } = require('pg-boss') as typeof import('pg-boss');
+  const boss = new PgBoss({ connectionString: url, supervise: false, schedule: false });
+  boss.on('error', () => undefined);
+  await boss.start();
+  try {
+    for (const job of await boss.findJobs(queue, { queued: true }))
+      await boss.update(queue, undefined, { id: job.id, startAfter: 0 });
+  } finally {
+    await boss.stop({ graceful: false });
+  }
+}
+
 if (PG_BOSS_NODE) {
   test('without DATABASE_URL: orders and receipts in PGlite inside the demo process', async () => {
     demo = await startDemo({ DATABASE_URL: '' });
@@ -54,6 +82,60 @@ if (PG_BOSS_NODE) {
       demo = await startDemo({ DATABASE_URL: server.url });
       expect(demo.output()).toContain('orders: PostgreSQL at DATABASE_URL');
       await placeBoth(demo);
+    }, 60_000);
+
+    test('a demo killed during a receipt: `npm run worker` with DATABASE_URL runs the receipt it left', async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'ebt-demo-worker-'));
+      // A FIFO nobody reads: the demo's receipt blocks opening it, so the kill comes mid-task.
+      const stuck = path.join(dir, 'stuck.fifo');
+      execFileSync('mkfifo', [stuck]);
+      const workerLog = path.join(dir, 'worker-notifications.log');
+      try {
+        demo = await startDemo({ DATABASE_URL: server.url, NOTIFICATION_LOG: stuck });
+        const placed = await order(demo.base);
+        expect(placed.status).toBe(201);
+        demo.child.kill('SIGKILL');
+        await demo.exited;
+        const worker = spawn('npm', ['run', '--silent', 'worker'], {
+          cwd: path.join(__dirname, '..'),
+          // npm and ts-node run on this Node: its folder comes first on PATH.
+          env: {
+            ...process.env,
+            PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH}`,
+            DATABASE_URL: server.url,
+            NOTIFICATION_LOG: workerLog,
+            REDIS_URL: '',
+          },
+          detached: true,
+        });
+        let output = '';
+        worker.stdout.on('data', (chunk) => (output += chunk));
+        worker.stderr.on('data', (chunk) => (output += chunk));
+        const exited = new Promise<number | null>((resolve) => worker.on('exit', resolve));
+        try {
+          const ready = /worker (\d+) taking jobs from pg-boss queue demo-orders/;
+          await pollUntil(() => ready.test(output), 'the worker');
+          // The lease of the demo's receipt is about 51 s (4 attempts of 10 s, backoff, 10 s margin);
+          // a worker taking the job once it ends is shown in pgboss-transactional.test.ts. Here the
+          // lease is ended at once, with the call drain() gives a job back with.
+          await endLeases(server.url, DEMO_PG_QUEUE);
+          const receipt = `notification for ann@example.com: receipt for order ${placed.body.orderId}\n`;
+          await pollUntil(
+            () => readIfThere(workerLog).includes(receipt),
+            "the worker's receipt",
+            20_000,
+          );
+          expect(readIfThere(workerLog)).toBe(receipt);
+          // SIGTERM to the worker itself (npm, its parent, would die of it): it exits 0, so npm does.
+          process.kill(Number(ready.exec(output)![1]), 'SIGTERM');
+          expect(await exited).toBe(0);
+        } finally {
+          if (worker.exitCode === null) process.kill(-worker.pid!, 'SIGKILL');
+        }
+        expect(output).toContain('SIGTERM: finishing the running jobs, then exiting');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     }, 60_000);
   });
 } else {

@@ -89,7 +89,7 @@ export interface OrdersRouteOptions {
  * `pool`. `commit` (the default) commits, then answers 201 `{ orderId }`; `rollback` rolls back
  * after addInTransaction() and answers 409; `late` answers 201 first and commits when the
  * function given to `options.late` is called; `die` commits and never answers (the test kills the
- * process). `?hang=…` sets the payload's `hang`.
+ * process). `?hang=…` sets the payload's `hang`, and `?fail=1` its `fail`.
  */
 export function ordersRoute(pool: pg.Pool, options: OrdersRouteOptions = {}): RequestHandler {
   return async (req, res, next) => {
@@ -108,6 +108,7 @@ export function ordersRoute(pool: pg.Pool, options: OrdersRouteOptions = {}): Re
         orderId,
         ...options.payload,
         ...(hang !== undefined && { hang }),
+        ...(req.query.fail === '1' && { fail: true }),
       });
       if (mode === 'rollback') {
         await client.query('ROLLBACK');

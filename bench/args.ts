@@ -26,7 +26,15 @@ export interface BenchArgs {
   requests: number;
   /** Timed runs of each payload-check mode. */
   payloadRuns: number;
-  /** Parts to run: cpu, http, queue, heap, payload (default: all). */
+  /** PostgreSQL part: rounds, each variant taking its turn in each. */
+  pgRounds: number;
+  /** PostgreSQL part: latency samples per variant and round. */
+  pgLatency: number;
+  /** PostgreSQL part: tasks per variant and round of the throughput run. */
+  pgTasks: number;
+  /** PostgreSQL part: requests per variant and round of the cost-in-the-request run. */
+  pgCost: number;
+  /** Parts to run: cpu, http, queue, heap, payload, pgboss (default: all). */
   only: Set<string>;
   /** Where to write the results table (relative to the repository); '' writes nothing. */
   out: string;
@@ -45,6 +53,10 @@ const FULL = {
   pending: 100_000,
   requests: 200_000,
   payloadRuns: 9,
+  pgRounds: 3,
+  pgLatency: 40,
+  pgTasks: 2000,
+  pgCost: 100,
 };
 
 const QUICK: typeof FULL = {
@@ -59,9 +71,13 @@ const QUICK: typeof FULL = {
   pending: 20_000,
   requests: 10_000,
   payloadRuns: 3,
+  pgRounds: 1,
+  pgLatency: 8,
+  pgTasks: 200,
+  pgCost: 20,
 };
 
-const PARTS = ['cpu', 'http', 'queue', 'heap', 'payload'];
+const PARTS = ['cpu', 'http', 'queue', 'heap', 'payload', 'pgboss'];
 
 const HELP = `npm run bench -- [flags]
 
@@ -77,6 +93,10 @@ const HELP = `npm run bench -- [flags]
   --pending N          tasks waiting behind concurrency 1 for the heap check (default ${FULL.pending})
   --requests N         requests for the heap-growth check (default ${FULL.requests})
   --payload-runs N     timed runs of each payload-check mode (default ${FULL.payloadRuns})
+  --pg-rounds N        PostgreSQL part (Node 22.12+): rounds of every variant (default ${FULL.pgRounds})
+  --pg-latency N       latency samples per variant and round (default ${FULL.pgLatency})
+  --pg-tasks N         throughput tasks per variant and round (default ${FULL.pgTasks})
+  --pg-cost N          cost-in-the-request requests per variant and round (default ${FULL.pgCost})
   --only a,b           parts to run: ${PARTS.join(', ')} (default: all)
   --out FILE           results file (default bench/RESULTS.md; --out '' writes none)
 `;

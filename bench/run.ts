@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: runs every part of the benchmark (in-process cost per request, HTTP latency
- * and throughput, queue micro-benchmark, heap checks, payload check), prints the tables and
- * writes them to bench/RESULTS.md. `npm run bench -- --help` lists the flags; `--quick` is a smoke run.
+ * and throughput, queue micro-benchmark, heap checks, payload check, the PostgreSQL fast path
+ * against pg-boss), prints the tables and writes them to bench/RESULTS.md. `npm run bench --
+ * --help` lists the flags; `--quick` is a smoke run.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import type { GrowthResult } from './heap-growth';
 import type { PendingRow } from './heap-pending';
 import { runHttp } from './http-load';
 import type { PayloadCheckRow } from './payload-check';
+import type { PgBossResult } from './pgboss';
 import type { ThroughputRow } from './queue-throughput';
 import { renderReport, type Results } from './report';
 
@@ -128,6 +130,23 @@ async function main(): Promise<void> {
     );
   }
 
+  if (args.only.has('pgboss')) {
+    const unavailable = pgBossUnavailable();
+    if (unavailable !== undefined) {
+      log(`pgboss: skipped on Node ${process.versions.node}: ${unavailable}`);
+      results.pgbossSkipped = unavailable;
+    } else {
+      log(
+        `pgboss: ${args.pgRounds} rounds: latency ${args.pgLatency} samples, throughput ` +
+          `${args.pgTasks} tasks, cost ${args.pgCost} requests, per variant and round`,
+      );
+      results.pgboss = await runChild<PgBossResult>(
+        'pgboss.ts',
+        [args.pgRounds, args.pgLatency, args.pgTasks, args.pgCost].map(String),
+      );
+    }
+  }
+
   results.env.loadAfter = os.loadavg();
   results.env.seconds = (Date.now() - started) / 1000;
   const report = renderReport(results);
@@ -136,6 +155,17 @@ async function main(): Promise<void> {
     const file = path.resolve(__dirname, '..', args.out);
     writeFileSync(file, report.endsWith('\n') ? report : `${report}\n`);
     log(`written to ${path.relative(process.cwd(), file)}`);
+  }
+}
+
+/** Why the pg-boss entry cannot load on this Node (its own check says), or undefined when it can. */
+function pgBossUnavailable(): string | undefined {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- its check runs on load, and throws
+    require('../lib/pg-boss/peers');
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
   }
 }
 

@@ -62,8 +62,8 @@ export interface OrdersDatabase {
 
 /** Registers the file's `beforeAll`, `afterEach` and `afterAll`. */
 export function useOrdersDatabase(): OrdersDatabase {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
   const { pgBossDurable, startWorker } =
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
     require('../../lib/pg-boss') as typeof import('../../lib/pg-boss');
   let server: PostgresServer | undefined;
   let pool: pg.Pool | undefined;

@@ -1,7 +1,7 @@
 /**
- * A child process that reports on stdout in JSON lines (the pg-boss web process, the demo): spawns
- * a TypeScript script under ts-node on the Node running the tests, keeps its events, and lets a
- * test wait for one, or kill the process outright.
+ * A child process that reports on stdout in JSON lines (the pg-boss web process, the BullMQ worker
+ * processes): spawns a TypeScript script under ts-node on the Node running the tests, keeps its
+ * events, and lets a test wait for one, stop the process with SIGTERM or kill it outright.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -17,12 +17,16 @@ export interface JsonChild {
   stderr(): string;
   /** The first event, seen already or to come, that matches. */
   next(match: (event: JsonEvent) => boolean, what: string, timeoutMs?: number): Promise<JsonEvent>;
+  /** SIGTERM, and waits for the exit: what a supervisor's graceful stop does. */
+  stop(): Promise<void>;
   /** SIGKILL, and waits for the exit. */
   kill(): Promise<void>;
 }
 
 const ROOT = path.join(__dirname, '..', '..');
 const live = new Set<ChildProcess>();
+/** Emits `'event'` for every event of every child, once it is in that child's `events`. */
+export const anyJsonEvent = new EventEmitter();
 
 /** Starts `script` (relative to the repository) with `env` added to this process's environment. */
 export function spawnJsonChild(script: string, env: Record<string, string>): JsonChild {
@@ -50,6 +54,7 @@ export function spawnJsonChild(script: string, env: Record<string, string>): Jso
       }
       events.push(event);
       heard.emit('event', event);
+      anyJsonEvent.emit('event', event);
     }
   });
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -89,6 +94,10 @@ export function spawnJsonChild(script: string, env: Record<string, string>): Jso
     events,
     stderr: () => stderr,
     next,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;

@@ -6,7 +6,7 @@
  */
 import express from 'express';
 import request from 'supertest';
-import { LOG_MESSAGES } from '../lib';
+import { LOG_MESSAGES, defineTask } from '../lib';
 import { inTime } from '../lib/in-time';
 import { makeApp } from './support/apps';
 import { useOrdersDatabase } from './support/pgboss-database';
@@ -17,7 +17,8 @@ import { pollUntil } from './support/redis';
 
 describePgBoss('add(definedTask) on pg-boss', () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
-  const { pgBossDurable } = require('../lib/pg-boss') as typeof import('../lib/pg-boss');
+  const pgBoss = require('../lib/pg-boss') as typeof import('../lib/pg-boss');
+  const { pgBossDurable } = pgBoss;
   const db = useOrdersDatabase();
 
   /** An app whose `POST /signup` adds the receipt of `orderId` with add(), then answers 202. */
@@ -67,7 +68,115 @@ describePgBoss('add(definedTask) on pg-boss', () => {
     });
     await pollUntil(() => worker.stats().succeeded === 1, 'the worker to run it');
     expect(await db.receiptsOf(101)).toEqual([{ pid: process.pid, attempt: 1 }]);
-    expect(await setup.jobStates()).toEqual(['completed']);
+    await setup.untilJobStates(['completed']);
+  });
+
+  test('a task whose timeout is over a minute gets a heartbeat; every job names the dead-letter queue', async () => {
+    const setup = db.setUp();
+    const slow = defineTask('slow-report', (_payload: null) => undefined, { timeoutMs: 120_000 });
+    const { app, bg } = makeApp(
+      express,
+      (app) =>
+        app.post('/', (_req, res) => {
+          res.locals.backgroundTasks.add(slow, null).add(sendReceipt, { orderId: 105 });
+          res.end();
+        }),
+      { tasks: { durable: setup.durable } },
+    );
+    await request(app).post('/').expect(200);
+    await bg.idle();
+    const jobs = await (await setup.worker()).boss.findJobs<{ task: string }>(setup.queueName);
+    const byTask = Object.fromEntries(jobs.map((job) => [job.data.task, job]));
+    const deadLetter = `${setup.queueName}.dead-letter`;
+    expect(byTask['slow-report']).toMatchObject({
+      expireInSeconds: 125,
+      heartbeatSeconds: 30,
+      deadLetter,
+    });
+    expect(byTask['send-receipt']).toMatchObject({
+      expireInSeconds: 6,
+      heartbeatSeconds: null,
+      deadLetter,
+    });
+  });
+
+  test("a job whose task the worker does not run fails there, logged with the tasks it does run; pg-boss's retry can take it to one that does", async () => {
+    const other = defineTask('other', (_payload: null) => undefined);
+    const setup = db.setUp();
+    const wrong = await pgBoss.startWorker({
+      connectionString: db.server.url,
+      queueName: setup.queueName,
+      tasks: [other],
+      logger: setup.log.logger,
+      workOptions: { pollingIntervalSeconds: 0.5 },
+    });
+    const { app, bg } = signupApp(setup.durable, 106);
+    await request(app).post('/signup').expect(202);
+    await bg.idle();
+    const [line] = await pollUntil(() => {
+      const lines = setup.log.find(LOG_MESSAGES.taskRetrying);
+      return lines.length > 0 && lines;
+    }, 'the failed attempt');
+    await wrong.close();
+    expect(line).toMatchObject({
+      task: 'send-receipt',
+      attempt: 1,
+      jobId: expect.any(String),
+      error: expect.objectContaining({
+        message: 'no task named "send-receipt" is defined in this worker (it runs: other)',
+      }),
+    });
+    expect(wrong.stats()).toMatchObject({ succeeded: 0, failed: 0, running: 0 });
+    // sendReceipt has retries: 1: its retry goes to the next worker, which runs it.
+    const right = await setup.worker();
+    await pollUntil(() => right.stats().succeeded === 1, 'a worker that runs it', 15_000);
+    expect(await db.receiptsOf(106)).toEqual([{ pid: process.pid, attempt: 2 }]);
+  }, 30_000);
+
+  test("pg-boss's errors (its connections ended by the server) are logged once a minute per kind, and the repeats when the worker closes", async () => {
+    const setup = db.setUp();
+    const { startWorker } = pgBoss;
+    const worker = await startWorker({
+      connectionString: db.server.url,
+      queueName: setup.queueName,
+      tasks: [sendReceipt],
+      logger: setup.log.logger,
+      bossOptions: { application_name: 'ebt-error-test' },
+    });
+    let errors = 0;
+    worker.boss.on('error', () => errors++);
+    const end = () =>
+      db.pool.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'ebt-error-test'",
+      );
+    await end();
+    await pollUntil(() => errors > 0, "pg-boss's first error");
+    // Its pool makes new connections on demand: end them again, twice.
+    for (let i = 0; i < 2; i++) {
+      await worker.boss.findJobs(setup.queueName).catch(() => undefined);
+      await end();
+    }
+    await pollUntil(() => errors >= 2, 'more errors');
+    const lines = () => setup.log.find(LOG_MESSAGES.workerError);
+    expect(lines()).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        queue: setup.queueName,
+        side: 'worker',
+        // pg-boss emits a copy of pg's DatabaseError: logged as that error, not as a thrown non-Error.
+        error: expect.objectContaining({
+          name: 'error',
+          message: expect.stringMatching(/^terminating connection due to administrator command/),
+        }),
+      }),
+    ]);
+    // Each line so far is one error, with the repeats held back before it; close() adds a line for
+    // the repeats still untold. So the lines before close(), plus every repeats, are every error.
+    const occurrences = lines().length;
+    await worker.close();
+    expect(lines().length).toBe(occurrences + 1);
+    const repeats = lines().reduce((sum, line) => sum + (Number(line.repeats) || 0), 0);
+    expect(occurrences + repeats).toBe(errors);
   });
 
   test('PostgreSQL cannot be reached: the failed send is logged, and the task runs in this process', async () => {
@@ -122,5 +231,97 @@ describePgBoss('add(definedTask) on pg-boss', () => {
     // The send was not cancelled: its job lands, and a worker runs the task a second time.
     await pollUntil(() => worker.stats().succeeded === 1, 'the worker to run it again');
     expect(await db.receiptsOf(103)).toHaveLength(2);
+  });
+
+  describe('options, checked at the call with a TypeError that names the option', () => {
+    const url = 'postgres://postgres@127.0.0.1:1/postgres';
+    test.each<[string, object, RegExp]>([
+      [
+        'neither connectionString nor boss',
+        {},
+        /give exactly one of the options "connectionString" and "boss"/,
+      ],
+      ['both', { connectionString: url, boss: {} }, /give exactly one/],
+      // The URL is not shown: it may hold a password.
+      [
+        'a URL of another database',
+        { connectionString: 'mysql://ann:s3cret@db/shop' },
+        /^pgBossDurable\(\): option "connectionString" must be a postgres:\/\/ or postgresql:\/\/ URL$/,
+      ],
+      [
+        'a boss that is no PgBoss',
+        { boss: { start() {} } },
+        /option "boss" must be a PgBoss instance/,
+      ],
+      [
+        'a queue name pg-boss refuses',
+        { connectionString: url, queueName: 'two words' },
+        /option "queueName" must be a queue name of letters/,
+      ],
+      [
+        'the dead-letter queue the queue itself',
+        { connectionString: url, queueName: 'q', deadLetterQueue: 'q' },
+        /option "deadLetterQueue" must be another queue than queueName/,
+      ],
+      [
+        'a sendTimeoutMs of 0',
+        { connectionString: url, sendTimeoutMs: 0 },
+        /option "sendTimeoutMs" must be an integer from 1 to/,
+      ],
+      [
+        'a negative leaseMarginMs',
+        { connectionString: url, leaseMarginMs: -1 },
+        /option "leaseMarginMs" must be an integer from 0 to/,
+      ],
+      [
+        'an unknown option',
+        { connectionString: url, retries: 3 },
+        /unknown option "retries"; known options: connectionString, boss/,
+      ],
+    ])('pgBossDurable(): %s', (_name, options, message) => {
+      expect(() => pgBossDurable(options as never)).toThrow(message);
+      expect(() => pgBossDurable(options as never)).toThrow(TypeError);
+    });
+
+    test.each<[string, object, RegExp]>([
+      [
+        'no tasks',
+        { tasks: [] },
+        /option "tasks" must be a non-empty array of defineTask\(\) tasks/,
+      ],
+      [
+        'two tasks of one name',
+        { tasks: [sendReceipt, sendReceipt] },
+        /two tasks are named "send-receipt"/,
+      ],
+      [
+        'a concurrency of 0',
+        { tasks: [sendReceipt], concurrency: 0 },
+        /option "concurrency" must be an integer from 1 to 10000/,
+      ],
+      [
+        'a work option it sets itself',
+        { tasks: [sendReceipt], workOptions: { batchSize: 10 } },
+        /workOptions\.batchSize is set by startWorker\(\)/,
+      ],
+      [
+        'bossOptions that are no object',
+        { tasks: [sendReceipt], bossOptions: 'max=2' },
+        /option "bossOptions" must be an object/,
+      ],
+    ])('startWorker(): %s', async (_name, options, message) => {
+      await expect(
+        pgBoss.startWorker({ connectionString: url, ...options } as never),
+      ).rejects.toThrow(message);
+    });
+
+    test('startWorker(): bossOptions beside a boss of your own', async () => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
+      const { PgBoss } = require('pg-boss') as typeof import('pg-boss');
+      const boss = new PgBoss({ connectionString: url });
+      await expect(
+        pgBoss.startWorker({ boss, tasks: [sendReceipt], bossOptions: { max: 2 } }),
+      ).rejects.toThrow(/option "bossOptions" is for the instance made from "connectionString"/);
+    });
   });
 });

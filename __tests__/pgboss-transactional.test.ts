@@ -19,6 +19,8 @@ import { ordersRoute, runs, sendReceipt, type OrderPayload } from './support/pgb
 import { pollUntil } from './support/redis';
 
 describePgBoss('addInTransaction() on pg-boss', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
+  const { pgBossDurable } = require('../lib/pg-boss') as typeof import('../lib/pg-boss');
   const db = useOrdersDatabase();
   const { receiptsOf, setUp } = db;
 
@@ -67,7 +69,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
     expect(ran).toBe(true);
     expect(await receiptsOf(orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
     await pollUntil(async () => worker.stats().succeeded === 1, "the worker's count");
-    expect(await setup.jobStates()).toEqual(['completed']);
+    await setup.untilJobStates(['completed']);
   });
 
   test.each(['before the response ends', 'during the task'])(
@@ -135,7 +137,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
       [2, 'string'],
     ]);
     expect(setup.log.find(LOG_MESSAGES.taskRetrying).map((line) => line.attempt)).toEqual([1, 1]);
-    expect(await setup.jobStates()).toEqual(['failed']);
+    await setup.untilJobStates(['failed']);
   }, 30_000);
 
   test('drain() gives up on a running transactional task: it is left to the workers (counted and logged), and a worker runs it at once', async () => {
@@ -199,7 +201,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
     // No lease to wait for: far sooner than the 2.5 s a claimed job's would be.
     await pollUntil(async () => worker.stats().succeeded === 1, 'the worker to run it');
     expect(await receiptsOf(orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
-    expect(await setup.jobStates()).toEqual(['completed']);
+    await setup.untilJobStates(['completed']);
   });
 
   test('the task outruns its lease here (its event loop blocked past it): a worker runs it again, and the web process logs that one may have', async () => {
@@ -243,9 +245,122 @@ describePgBoss('addInTransaction() on pg-boss', () => {
       process.pid,
     ]);
     await pollUntil(async () => worker.stats().succeeded === 1, "the worker's count");
-    expect(await setup.jobStates()).toEqual(['completed']);
+    await setup.untilJobStates(['completed']);
     await web.kill();
   }, 30_000);
+
+  /** The next run of a task here to start, held until `during()` has settled. */
+  function holdNextRun(during: () => Promise<unknown>): void {
+    runs.once('run', (event: { event: string; hold?: (promise: Promise<unknown>) => void }) => {
+      if (event.event === 'started') event.hold!(during());
+    });
+  }
+
+  test('a claim that fails (the durable queue closed under the request) is logged at error, and the task left to a worker, which runs it after the lease', async () => {
+    const setup = setUp();
+    const worker = await setup.worker();
+    const durable = pgBossDurable({
+      connectionString: db.server.url,
+      queueName: setup.queueName,
+      leaseMarginMs: 500,
+    });
+    await durable.start();
+    const { app, bg, log } = makeApp(
+      express,
+      (app) => app.post('/orders', ordersRoute(db.pool, { committed: () => void durable.close() })),
+      { tasks: { durable } },
+    );
+    const response = await request(app).post('/orders').expect(201);
+    await bg.idle();
+    expect(bg.stats()).toMatchObject({ succeeded: 0, leftToWorkers: 1, pending: 0 });
+    expect(log.find(LOG_MESSAGES.leftToWorkers)).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        state: 'claim failed',
+        jobId: expect.any(String),
+        error: expect.objectContaining({ message: 'pgBossDurable(): closed' }),
+      }),
+    ]);
+    const orderId = response.body.orderId as number;
+    await pollUntil(async () => worker.stats().succeeded === 1, 'the worker to run it', 15_000);
+    expect(await receiptsOf(orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
+  });
+
+  test('a completion that fails (the durable queue closed while the task ran here) is logged, and a worker runs the task again after the lease', async () => {
+    const setup = setUp();
+    const worker = await setup.worker();
+    holdNextRun(() => setup.durable.close());
+    const response = await request(setup.app).post('/orders').expect(201);
+    await setup.bg.idle();
+    expect(setup.bg.stats()).toMatchObject({ succeeded: 1, leftToWorkers: 0 });
+    expect(setup.log.find(LOG_MESSAGES.jobNotSettled)).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        task: 'send-receipt',
+        jobId: expect.any(String),
+        outcome: 'succeeded',
+        error: expect.objectContaining({ message: 'pgBossDurable(): closed' }),
+      }),
+    ]);
+    const orderId = response.body.orderId as number;
+    await pollUntil(
+      async () => worker.stats().succeeded === 1,
+      'the worker to run it again',
+      15_000,
+    );
+    expect(await receiptsOf(orderId)).toHaveLength(2);
+  });
+
+  test('a job cancelled (from a dashboard, say) while its task runs here: the completion finds it settled, and says so', async () => {
+    const setup = setUp();
+    const { boss } = await setup.worker();
+    holdNextRun(async () => {
+      const [job] = await boss.findJobs(setup.queueName);
+      await boss.cancel(setup.queueName, job.id);
+    });
+    await request(setup.app).post('/orders').expect(201);
+    await setup.bg.idle();
+    expect(setup.log.find(LOG_MESSAGES.jobNotSettled)).toEqual([
+      expect.objectContaining({
+        task: 'send-receipt',
+        outcome: 'succeeded',
+        reason: 'settled already',
+      }),
+    ]);
+    expect(await setup.jobStates()).toEqual(['cancelled']);
+  });
+
+  test("the transaction's client in pg-boss's { executeSql } shape (the adapters' shape; here a hand-written one over node-postgres): the task runs here, and its job is completed", async () => {
+    const setup = setUp();
+    const { app, bg } = makeApp(
+      express,
+      (app) =>
+        app.post('/orders', async (_req, res) => {
+          const client = await db.pool.connect();
+          try {
+            await client.query('BEGIN');
+            const { rows } = await client.query<{ id: number }>(
+              "INSERT INTO orders (item) VALUES ('book') RETURNING id",
+            );
+            await res.locals.backgroundTasks.addInTransaction(
+              { executeSql: (text, values) => client.query(text, values) },
+              sendReceipt,
+              { orderId: rows[0].id },
+            );
+            await client.query('COMMIT');
+            res.status(201).json({ orderId: rows[0].id });
+          } finally {
+            client.release();
+          }
+        }),
+      { tasks: { durable: setup.durable } },
+    );
+    const response = await request(app).post('/orders').expect(201);
+    await bg.idle();
+    expect(bg.stats()).toMatchObject({ succeeded: 1, leftToWorkers: 0 });
+    expect(await receiptsOf(response.body.orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
+    expect(await setup.jobStates()).toEqual(['completed']);
+  });
 
   test('an insert that fails rejects addInTransaction(), and the task counts as never added', async () => {
     const setup = setUp();

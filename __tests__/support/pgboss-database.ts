@@ -20,6 +20,7 @@ import { makeApp, type TestApp } from './apps';
 import { killAllJsonChildren } from './json-child';
 import { SCHEMA, closeTaskPool, ordersRoute, sendReceipt, type OrderPayload } from './pgboss-tasks';
 import { startPostgres, type PostgresServer } from './postgres';
+import { pollUntil } from './redis';
 
 export interface SetUpOptions {
   /** Added to every receipt's payload. */
@@ -47,6 +48,11 @@ export interface Setup {
   commitLate(): Promise<void>;
   /** The states of the queue's jobs in pg-boss, read through `findJobs()`. */
   jobStates(): Promise<string[]>;
+  /**
+   * Waits until the queue's jobs are in `states`: a worker's stats() count a job before pg-boss
+   * has written its completion or failure.
+   */
+  untilJobStates(states: string[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -128,6 +134,13 @@ export function useOrdersDatabase(): OrdersDatabase {
       async jobStates() {
         const jobs = await (await worker()).boss.findJobs(queueName);
         return jobs.map((job) => job.state);
+      },
+      async untilJobStates(states) {
+        const wanted = JSON.stringify(states);
+        await pollUntil(
+          async () => JSON.stringify(await setup.jobStates()) === wanted,
+          `the jobs to be ${wanted}`,
+        );
       },
       async close() {
         await bg.idle();

@@ -17,7 +17,11 @@ export const SCHEMA = `
     at timestamptz NOT NULL DEFAULT clock_timestamp()
   );`;
 
-/** Each run of a task here: `{ task, orderId, attempt }`, for the tests that watch one process. */
+/**
+ * Each run of a task here: `{ event: 'started' | 'ran', orderId, attempt }`, for the tests that
+ * watch one process. A listener of 'started' may call the event's `hold(promise)`: the run goes on
+ * once that promise has settled.
+ */
 export const runs = new EventEmitter();
 
 let pool: pg.Pool | undefined;
@@ -53,7 +57,10 @@ export interface OrderPayload {
 export const sendReceipt = defineTask(
   'send-receipt',
   async ({ orderId, fail, hang }: OrderPayload, ctx) => {
-    runs.emit('run', { event: 'started', orderId, attempt: ctx.attempt });
+    const holds: Array<Promise<unknown>> = [];
+    const hold = (promise: Promise<unknown>) => holds.push(promise);
+    runs.emit('run', { event: 'started', orderId, attempt: ctx.attempt, hold });
+    await Promise.allSettled(holds);
     if (hang === 'in-web' && process.env.HANG === '1') await new Promise(() => undefined);
     if (hang === 'once' && !hung.has(orderId)) {
       hung.add(orderId);

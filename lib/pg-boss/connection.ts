@@ -114,7 +114,7 @@ export class BossConnection {
     );
     // Without a listener an 'error' event would be thrown: pg-boss emits one for each failed poll.
     this.boss.on('error', (thrown: unknown) => {
-      const error = toError(thrown);
+      const error = bossError(thrown);
       const code = readProperty(error, 'code');
       this.errors.offer(typeof code === 'string' ? code : errorFields(error, false).message, error);
     });
@@ -143,4 +143,21 @@ export class BossConnection {
     await boss.createQueue(queueName, { deadLetter: deadLetterQueue });
     return boss;
   }
+}
+
+/**
+ * What pg-boss emitted, as an Error: a failed poll comes as a plain copy of its error
+ * (`{ ...error, message, stack, queue, worker }`), which is made an Error again, with its name,
+ * stack and `code`, rather than logged as a thrown non-Error.
+ */
+function bossError(thrown: unknown): Error {
+  const message = readProperty(thrown, 'message');
+  if (thrown instanceof Error || typeof message !== 'string') return toError(thrown);
+  const error = new Error(message) as Error & { code?: unknown };
+  const name = readProperty(thrown, 'name');
+  const stack = readProperty(thrown, 'stack');
+  if (typeof name === 'string') error.name = name;
+  if (typeof stack === 'string') error.stack = stack;
+  error.code = readProperty(thrown, 'code');
+  return error;
 }

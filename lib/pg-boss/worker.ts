@@ -59,7 +59,7 @@ export interface StartWorkerOptions extends PgBossLocation {
   workOptions?: Omit<WorkOptions, 'batchSize' | 'includeMetadata' | 'localConcurrency'>;
   /**
    * Passed to `new PgBoss()` when it is made from `connectionString`: `useListenNotify`,
-   * `monitorIntervalSeconds`, `max`… Default: `{}`.
+   * `monitorIntervalSeconds`, `max`… Refused with `boss`. Default: `{}`.
    */
   bossOptions?: object;
 }
@@ -113,6 +113,12 @@ export async function startWorker(options: StartWorkerOptions): Promise<DurableW
   for (const key of OWNED) {
     if (key in workOptions)
       throw new TypeError(`${where}(): workOptions.${key} is set by startWorker()`);
+  }
+  if (given.boss !== undefined && given.bossOptions !== undefined) {
+    throw new TypeError(
+      `${where}(): option "bossOptions" is for the instance made from "connectionString"; ` +
+        'an instance given as "boss" is configured where it is made',
+    );
   }
   const connection = new BossConnection(
     location,

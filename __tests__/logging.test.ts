@@ -133,6 +133,64 @@ test('a winston transport that calls back with an error a tick later: no crash, 
   ]);
 }, 30_000);
 
+test('the default logger behind a stdout pipe nobody reads holds no line in memory: 21,000 failures, each on stdout or stderr once it is read, and closeLogger(bg.logger) true', async () => {
+  // Today winston's Console transport hands every line to Node, which holds them all: 68 MB.
+  const child = spawn(
+    process.execPath,
+    [
+      '--expose-gc',
+      '-r',
+      'ts-node/register/transpile-only',
+      path.join(__dirname, 'support/logger-child.ts'),
+    ],
+    { cwd: path.join(__dirname, '..'), env: { ...process.env, SCENARIO: 'default-stalled' } },
+  );
+  // Not read until the child says so ('readable', not 'data': Node would resume an unread stdio pipe at exit).
+  let reading = false;
+  const stdoutChunks: Buffer[] = [];
+  const readAll = () => {
+    for (
+      let chunk = child.stdout.read() as Buffer | null;
+      chunk !== null;
+      chunk = child.stdout.read() as Buffer | null
+    )
+      stdoutChunks.push(chunk);
+  };
+  child.stdout.on('readable', () => reading && readAll());
+  const events: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    for (let end = stderr.indexOf('\n'); end >= 0; end = stderr.indexOf('\n')) {
+      const event = JSON.parse(stderr.slice(0, end)) as Record<string, unknown>;
+      stderr = stderr.slice(end + 1);
+      events.push(event);
+      if (event.resume === true) {
+        reading = true;
+        readAll();
+      }
+    }
+  });
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  expect(code).toBe(0);
+  const result = events.find((event) => 'heapGrowth' in event) as {
+    heapGrowth: number;
+    stats: { failed: number; logRecordsDropped: number };
+    stdoutHolds: number;
+  };
+  expect(result.heapGrowth).toBeLessThan(8 * 1024 * 1024);
+  expect(result.stdoutHolds).toBeLessThan(64 * 1024);
+  expect(result.stats.failed).toBe(21_000);
+  const onStdout = Buffer.concat(stdoutChunks)
+    .toString()
+    .split('\n')
+    .filter((line) => line.includes(LOG_MESSAGES.taskFailed)).length;
+  const onStderr = events.filter((event) => event.message === LOG_MESSAGES.taskFailed).length;
+  expect(onStdout + onStderr + result.stats.logRecordsDropped).toBe(21_000);
+  expect(events.filter((event) => event.message === LOG_MESSAGES.loggerStalled)).toHaveLength(1);
+  expect(events.at(-1)).toEqual({ closed: true });
+}, 60_000);
+
 describe('closeLogger()', () => {
   test('resolves true once a File transport has written every record', async () => {
     const file = path.join(dir, 'close.log');

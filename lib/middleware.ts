@@ -4,6 +4,7 @@
  * `idle()`, `stats()` and `drain()`.
  */
 import type { Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'winston';
 import { resolveOptions, type BackgroundTasksOptions } from './options';
 import { BackgroundTasks } from './queue';
 import { requestIdOf } from './request-id';
@@ -20,7 +21,14 @@ export interface TaskControls {
   drain(options?: DrainOptions): Promise<DrainResult>;
 }
 
-export type BackgroundTasksMiddleware = RequestHandler & TaskControls;
+export type BackgroundTasksMiddleware = RequestHandler &
+  TaskControls & {
+    /**
+     * The winston logger this middleware logs to: the one given, or the default one (JSON lines
+     * on stdout), so that a shutdown can `closeLogger(bg.logger)` whichever it is.
+     */
+    readonly logger: Logger;
+  };
 
 /** Creates the middleware. Options are checked here: a bad one throws a TypeError at once. */
 export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTasksMiddleware {
@@ -29,7 +37,10 @@ export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTas
     queueOf(runner, req, res);
     next();
   };
-  return withControls(middleware, runner);
+  return Object.defineProperty(withControls(middleware, runner), 'logger', {
+    value: runner.logger,
+    enumerable: true,
+  }) as BackgroundTasksMiddleware;
 }
 
 /**

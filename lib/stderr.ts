@@ -138,15 +138,20 @@ class StderrFallback {
   }
 
   giveUpOn(owner: DropCount): void {
-    // A line begun stays: cut in the middle, it would run into the next.
-    const first = this.written > 0 ? this.head + 1 : this.head;
-    const kept: Array<Line | undefined> = this.lines.slice(this.head, first);
-    for (let i = first; i < this.lines.length; i++) {
+    const kept: Array<Line | undefined> = [];
+    for (let i = this.head; i < this.lines.length; i++) {
       const line = this.lines[i]!;
-      if (line.owner !== owner) kept.push(line);
-      else {
-        this.bufferedBytes -= line.bytes.length;
-        this.drop(owner);
+      if (line.owner !== owner) {
+        kept.push(line);
+        continue;
+      }
+      this.bufferedBytes -= line.bytes.length;
+      this.drop(owner);
+      // A line begun is ended, so that the next line does not run into what was written of it.
+      if (i === this.head && this.written > 0) {
+        kept.push({ bytes: Buffer.from('\n'), owner: undefined });
+        this.bufferedBytes += 1;
+        this.written = 0;
       }
     }
     this.lines = kept;

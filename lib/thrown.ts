@@ -30,6 +30,24 @@ export function toError(value: unknown): Error {
  */
 export const MAX_LOGGED_CHARS = 8_192;
 
+/**
+ * The most characters of a name or id given by users (a task name, a request id, a job name)
+ * that a log line, a span or a metric attribute carries: longer ones are cut by `clip()`.
+ */
+export const MAX_NAME_CHARS = 256;
+
+/**
+ * `text` cut to `maxChars` (default `MAX_LOGGED_CHARS`), ending with a marker that says how long
+ * it was: `… [cut: N characters in all]`. Never cuts a surrogate pair in half.
+ */
+export function clip(text: string, maxChars: number = MAX_LOGGED_CHARS): string {
+  if (text.length <= maxChars) return text;
+  let end = maxChars;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}… [cut: ${text.length} characters in all]`;
+}
+
 /** Copies an error's name, message and (optionally) stack into plain strings, each cut to `MAX_LOGGED_CHARS`. */
 export function errorFields(error: Error, withStack = true): ErrorFields {
   const fields: ErrorFields = {
@@ -83,15 +101,6 @@ export function readProperty(value: unknown, key: PropertyKey): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** `text` cut to `MAX_LOGGED_CHARS`, with a marker that says how long it was; never half a surrogate pair. */
-function clip(text: string): string {
-  if (text.length <= MAX_LOGGED_CHARS) return text;
-  let end = MAX_LOGGED_CHARS;
-  const last = text.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${text.slice(0, end)}… [cut: ${text.length} characters in all]`;
 }
 
 function readString(value: unknown, key: string): string | undefined {

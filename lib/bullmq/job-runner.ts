@@ -12,7 +12,8 @@ import { LOG_MESSAGES, safeLog } from '../logging';
 import type { Attempting, RequestSource } from '../attempting';
 import { TaskObserver } from '../observer';
 import { contextFromCarrier, runInSpan } from '../telemetry';
-import { readProperty, settle, toError } from '../thrown';
+import { MAX_NAME_CHARS, clip, readProperty, settle, toError } from '../thrown';
+import { isUnreadableData } from './unreadable-job';
 import type { BackgroundTasksStats, TaskFailure, TaskRequest } from '../types';
 import { ConnectionLog } from './connection';
 import type { DefinedTask } from '../define-task';
@@ -70,17 +71,23 @@ export class JobRunner {
     });
   }
 
-  /** One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed out. */
+  /**
+   * One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed
+   * out. A job this worker cannot read (its data is not what `bullmqDurable` writes, or it names
+   * a task this worker does not run) fails at once, unrecoverable: retrying cannot help.
+   */
   async run(job: AnyJob, cancelled: AbortSignal | undefined): Promise<void> {
     const { subject, source } = attemptOf(job, startsOf(job));
     this.observer.attemptStarted(subject, source);
+    const unreadable = unreadableReason(job.data);
     const task = this.tasks.get(job.name);
-    if (task === undefined) {
+    if (unreadable !== undefined || task === undefined) {
       const known = [...this.tasks.keys()].join(', ');
-      // Unrecoverable: retrying on this worker cannot help. Once a worker that knows the task runs, `job.retry()` can.
-      const error = new UnrecoverableError(
-        `no task named "${job.name}" is defined in this worker (it runs: ${known})`,
-      );
+      // Once a worker that knows the task runs, `job.retry()` can run it.
+      const reason =
+        unreadable ??
+        `no task named "${subject.name}" is defined in this worker (it runs: ${known})`;
+      const error = new UnrecoverableError(`job ${subject.jobId} cannot be run: ${reason}`);
       throw this.failed(job, subject, source, false, error);
     }
     const ctx = new AttemptContext(subject.attempt, source.describeRequest());
@@ -193,7 +200,8 @@ function startsOf(job: AnyJob): number {
 function attemptOf(job: AnyJob, attempt: number): { subject: Attempting; source: RequestSource } {
   const request = requestOf(job);
   const subject: Attempting = {
-    name: job.name,
+    // Job names reach log lines, span names and metric attributes: a foreign producer's are clipped.
+    name: typeof job.name === 'string' ? clip(job.name, MAX_NAME_CHARS) : '(no name)',
     attempt,
     startedAt: 0,
     span: undefined,
@@ -203,7 +211,10 @@ function attemptOf(job: AnyJob, attempt: number): { subject: Attempting; source:
   return { subject, source: { requestId: request.id, describeRequest: () => request } };
 }
 
-/** The request that queued the job, from its data; a job added by other code gets a stand-in. */
+/**
+ * The request that queued the job, from its data, its strings clipped for the log lines; a job
+ * whose data has none (which fails as unreadable) gets a stand-in for its line.
+ */
 function requestOf(job: AnyJob): TaskRequest {
   const given = readProperty(job.data, 'request');
   const field = <T>(key: keyof TaskRequest, type: string, fallback: T): T => {
@@ -211,10 +222,36 @@ function requestOf(job: AnyJob): TaskRequest {
     return typeof value === type ? (value as T) : fallback;
   };
   return {
-    id: field('id', 'string', `job-${job.id}`),
-    method: field('method', 'string', ''),
-    url: field('url', 'string', ''),
+    id: clip(field('id', 'string', `job-${job.id}`), MAX_NAME_CHARS),
+    method: clip(field('method', 'string', ''), MAX_NAME_CHARS),
+    url: clip(field('url', 'string', '')),
     statusCode: field('statusCode', 'number', 0),
     aborted: field('aborted', 'boolean', false),
   };
+}
+
+/** The fields of `request` in what `bullmqDurable` writes, and their types. */
+const REQUEST_FIELDS: ReadonlyArray<[keyof TaskRequest, string]> = [
+  ['id', 'string'],
+  ['method', 'string'],
+  ['url', 'string'],
+  ['statusCode', 'number'],
+  ['aborted', 'boolean'],
+];
+
+/**
+ * Why a job's data is not what `bullmqDurable` writes (`{ payload, request, trace? }`), or
+ * undefined when it is. `payload` may be missing: JSON leaves out an `undefined` payload.
+ */
+function unreadableReason(data: unknown): string | undefined {
+  if (isUnreadableData(data)) return data.reason;
+  if (data === null || typeof data !== 'object' || Array.isArray(data))
+    return `its data is not an object (got ${data === null ? 'null' : Array.isArray(data) ? 'an array' : typeof data})`;
+  const request = readProperty(data, 'request');
+  if (request === null || typeof request !== 'object') return 'its data has no request';
+  for (const [key, type] of REQUEST_FIELDS) {
+    if (typeof readProperty(request, key) !== type)
+      return `its data's request.${key} is not a ${type}`;
+  }
+  return undefined;
 }

@@ -2,7 +2,7 @@
  * `startWorker()`: a BullMQ worker for the jobs that `bullmqDurable()` added, in any process on
  * any machine. This file checks its options and sets BullMQ up; job-runner.ts runs the jobs.
  */
-import { Worker, type ConnectionOptions, type WorkerOptions } from 'bullmq';
+import type { ConnectionOptions, Worker, WorkerOptions } from 'bullmq';
 import type { Logger } from 'winston';
 import { isDefinedTask } from '../define-task';
 import { useLogger } from '../logging';
@@ -18,6 +18,7 @@ import {
 import type { BackgroundTasksStats, TaskFailure } from '../types';
 import { resolveLocation, type QueueLocation } from './connection';
 import { JobRunner, type AnyDefinedTask, type Runnable } from './job-runner';
+import { ReadingWorker } from './unreadable-job';
 
 export type { AnyDefinedTask };
 
@@ -87,7 +88,7 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
   const runner = new JobRunner(logger, tasks, given.onTaskError);
   const workerOptions = checkWorkerOptions(where, given.workerOptions);
   const concurrency = checkInteger(where, 'concurrency', given.concurrency, 8, 1, 10_000);
-  const worker = new Worker<unknown, unknown, string>(
+  const worker = new ReadingWorker(
     queueName,
     // Three parameters: BullMQ passes a signal, aborted when the job is cancelled, only to a processor that declares it.
     (job, _token, signal) => runner.run(job, signal),

@@ -85,10 +85,9 @@ export function settle(value: unknown): Promise<unknown> {
 /** True for a native promise, or anything else with a callable `then`: what `settle()` settles. */
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
-    isPromise(value) ||
-    (value !== null &&
-      (typeof value === 'object' || typeof value === 'function') &&
-      typeof (value as { then?: unknown }).then === 'function')
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    (isPromise(value) || typeof (value as { then?: unknown }).then === 'function')
   );
 }
 

@@ -262,7 +262,8 @@ function stringBytes(text: string, limit: number): number {
     else if (unit === 0x22 || unit === 0x5c) bytes++;
     else if (unit >= 0xd800 && unit <= 0xdfff) {
       const next = unit <= 0xdbff ? text.charCodeAt(i + 1) : NaN;
-      if (next >= 0xdc00 && next <= 0xdfff) i++; // a pair: four bytes either way
+      if (next >= 0xdc00 && next <= 0xdfff)
+        i++; // a pair: four bytes either way
       else bytes += 3;
     }
   }

@@ -93,7 +93,10 @@ export class TaskRunner {
   async drain(options?: DrainOptions): Promise<DrainResult> {
     const { timeoutMs } = checkOptionsObject('drain', options, ['timeoutMs']);
     const limit = checkInteger('drain', 'timeoutMs', timeoutMs, 10_000, 0, MAX_TIMER_MS);
-    if (await inTime(this.idle(), limit)) return { completed: true, abandoned: 0 };
+    const completed = await inTime(this.idle(), limit);
+    // Rejections still tallied are written now, before the app exits.
+    this.observer.writeAllRejections();
+    if (completed) return { completed: true, abandoned: 0 };
     const lines = this.abandonAll();
     // Thousands of lines at once would outrun a File transport and spill to stderr: they are
     // written at the pace the logger takes them, before drain() resolves.
@@ -139,6 +142,8 @@ export class TaskRunner {
 
   private responseEnded(queue: RequestQueue): void {
     queue.ended = true;
+    // The route is done adding: what it had rejected is one line now.
+    this.observer.writeRejections(queue);
     this.start(queue);
   }
 

@@ -10,6 +10,7 @@ const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
 /** Any character that JSON escapes or UTF-8 writes in more than one byte. */
 const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7f]/;
 /** Any character whose JSON is longer than its UTF-8: escaped ones, and surrogates (lone ones are). */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
 const NOT_AS_UTF8 = /["\\\x00-\x1f\ud800-\udfff]/;
 
 /**

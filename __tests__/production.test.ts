@@ -543,6 +543,7 @@ describe('stats()', () => {
       rejected: 1,
       abandoned: 0,
       enqueued: 0,
+      logRecordsDropped: 0,
     });
     release.open();
     await bg.idle();

@@ -12,11 +12,13 @@ export { notFound } from './not-found';
 export { defineTask, type DefinedTask, type DefineTaskOptions } from './define-task';
 export { TaskTimeoutError, TaskAbandonedError } from './attempt';
 export type { DrainOptions } from './runner';
-export { LOG_MESSAGES, closeLogger, type CloseLoggerOptions, type LogLevel } from './logging';
+export { closeLogger, type CloseLoggerOptions } from './logging';
+export { LOG_MESSAGES, type LogLevel } from './log-messages';
 export { BACKGROUND_TASKS_DEFAULTS, type BackgroundTasksOptions } from './options';
 export type { DurableJob, DurableQueue } from './durable';
 export type {
   BackgroundTasksStats,
+  TaskCounts,
   DrainResult,
   TaskContext,
   TaskFailure,

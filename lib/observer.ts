@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { SpanKind, type Context, type Span } from '@opentelemetry/api';
 import type { Logger } from 'winston';
 import { TaskAbandonedError } from './attempt';
-import { LOG_MESSAGES, keptUp, safeLog } from './logging';
+import { LOG_MESSAGES, roomIn, safeLog, spillRecord } from './logging';
 import {
   countInGauges,
   endSpan,
@@ -27,7 +27,7 @@ import {
 import { RejectionTallies } from './rejection-tallies';
 import { errorFields, isThenable, settle, toError } from './thrown';
 import type { Attempting, RequestSource } from './attempting';
-import type { BackgroundTasksStats, TaskFailure, TaskRequest } from './types';
+import type { TaskCounts, TaskFailure, TaskRequest } from './types';
 
 /** What a task was doing when `drain()` gave up on it. */
 export type AbandonedState = 'running' | 'pending' | 'waiting to retry' | 'enqueueing';
@@ -42,7 +42,7 @@ export interface LogLine {
 
 export class TaskObserver {
   /** What `stats()` answers: every task added is in exactly one of these at any moment. */
-  readonly counts: BackgroundTasksStats = {
+  readonly counts: TaskCounts = {
     pending: 0,
     running: 0,
     succeeded: 0,
@@ -187,12 +187,16 @@ export class TaskObserver {
   /**
    * Writes lines at `error` at the pace the logger takes them, each inside its task's span:
    * thousands at once (a drain() that gives up on them) would otherwise outrun a File transport
-   * and spill to stderr. A logger that takes none for a second gets them anyway, and its stall
-   * rule sends them to stderr.
+   * and spill to stderr. Past `deadline` (a `performance.now()`) the rest go to stderr at once,
+   * formatted as the logger would have, so that a stuck logger cannot hold the caller for long.
    */
-  async writeLines(lines: LogLine[]): Promise<void> {
+  async writeLines(lines: LogLine[], deadline: number): Promise<void> {
     for (const line of lines) {
-      await keptUp(this.logger);
+      if (performance.now() < deadline) await roomIn(this.logger, deadline);
+      if (performance.now() >= deadline) {
+        spillRecord(this.logger, 'error', line.message, line.fields);
+        continue;
+      }
       inSpan(line.span, line.parent, () =>
         safeLog(this.logger, 'error', line.message, line.fields),
       );

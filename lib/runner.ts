@@ -1,10 +1,12 @@
 /**
  * The runner behind one `backgroundTasks()` middleware. It starts a request's queue when the
  * response ends, runs that request's tasks one after another (a turn of the event loop between
- * two) and at most `concurrency` tasks at once overall, enforces timeouts and retries, and answers `idle()` and `drain()`. Every outcome
- * goes to its observer, which counts, logs and traces it.
+ * two) and at most `concurrency` tasks at once overall, enforces timeouts and retries, and
+ * answers `idle()` and `drain()`. Every outcome goes to its observer, which counts, logs and
+ * traces it.
  */
 import { AsyncResource } from 'node:async_hooks';
+import { performance } from 'node:perf_hooks';
 import onFinished from 'on-finished';
 import type { Logger } from 'winston';
 import { AttemptContext, TaskAbandonedError, timeoutError } from './attempt';
@@ -12,7 +14,7 @@ import { Fifo } from './fifo';
 import { inTime } from './in-time';
 import { HandOffs } from './hand-offs';
 import { LiveQueues } from './live-queues';
-import { useLogger } from './logging';
+import { droppedRecords, useLogger } from './logging';
 import { TaskObserver, type LogLine } from './observer';
 import {
   MAX_TIMER_MS,
@@ -26,7 +28,10 @@ import type { Task } from './task';
 import { activeContext, runInSpan } from './telemetry';
 import { Timeouts } from './timeouts';
 import { isThenable, settle } from './thrown';
-import type { BackgroundTasksStats, DrainResult } from './types';
+import type { BackgroundTasksStats, DrainResult, TaskCounts } from './types';
+
+/** How long past its `timeoutMs` a drain() may take to write the lines of the tasks it gave up on. */
+export const DRAIN_LINES_GRACE_MS = 5_000;
 
 export interface DrainOptions {
   /** How long to wait for running and pending tasks before abandoning them. Default: `10000`. */
@@ -41,7 +46,7 @@ export class TaskRunner {
   readonly maxPayloadBytes: number;
   private readonly observer: TaskObserver;
   /** The observer's counters, read here to schedule. */
-  private readonly counts: BackgroundTasksStats;
+  private readonly counts: TaskCounts;
   /** Queues with a task ready to start and no free slot, in the order they became ready. */
   private readonly waiting = new Fifo<RequestQueue>();
   /** Queues holding a task that has not ended: what `drain()` names when it gives up. */
@@ -52,6 +57,10 @@ export class TaskRunner {
   private readonly timeouts = new Timeouts<RunningAttempt>((attempt) => this.timeOut(attempt));
   private idleWaiters: Array<() => void> = [];
   private pumping = false;
+  /** The drain that runs, if one does. */
+  private draining: Promise<DrainResult> | undefined = undefined;
+  /** drain() is writing the lines of the tasks it gave up on. */
+  private writingLines = false;
 
   constructor(private readonly options: ResolvedOptions) {
     this.logger = useLogger('backgroundTasks', options.logger);
@@ -77,7 +86,7 @@ export class TaskRunner {
   }
 
   stats(): BackgroundTasksStats {
-    return { ...this.counts };
+    return { ...this.counts, logRecordsDropped: droppedRecords(this.logger) };
   }
 
   /** Resolves once no task of this runner is pending or running. */
@@ -88,19 +97,40 @@ export class TaskRunner {
 
   /**
    * Waits for every pending and running task, at most `timeoutMs`; then aborts what still runs
-   * and logs each task it gives up on. Tasks added meanwhile are waited for too.
+   * and logs each task it gives up on, at the logger's pace but for at most
+   * `DRAIN_LINES_GRACE_MS` more. Tasks added meanwhile are waited for too. A call while a drain
+   * runs gets that drain's promise: there is one true result.
    */
-  async drain(options?: DrainOptions): Promise<DrainResult> {
-    const { timeoutMs } = checkOptionsObject('drain', options, ['timeoutMs']);
-    const limit = checkInteger('drain', 'timeoutMs', timeoutMs, 10_000, 0, MAX_TIMER_MS);
+  drain(options?: DrainOptions): Promise<DrainResult> {
+    if (this.draining !== undefined) return this.draining;
+    let limit: number;
+    try {
+      const { timeoutMs } = checkOptionsObject('drain', options, ['timeoutMs']);
+      limit = checkInteger('drain', 'timeoutMs', timeoutMs, 10_000, 0, MAX_TIMER_MS);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const draining = this.drainWithin(limit).finally(() => {
+      this.draining = undefined;
+      this.writingLines = false;
+      this.settleIdle();
+    });
+    this.draining = draining;
+    return draining;
+  }
+
+  private async drainWithin(limit: number): Promise<DrainResult> {
+    const linesDeadline = performance.now() + limit + DRAIN_LINES_GRACE_MS;
     const completed = await inTime(this.idle(), limit);
     // Rejections still tallied are written now, before the app exits.
     this.observer.writeAllRejections();
     if (completed) return { completed: true, abandoned: 0 };
+    // idle() waits for the lines too: a test that awaits it then reads them all.
+    this.writingLines = true;
     const lines = this.abandonAll();
     // Thousands of lines at once would outrun a File transport and spill to stderr: they are
     // written at the pace the logger takes them, before drain() resolves.
-    await this.observer.writeLines(lines);
+    await this.observer.writeLines(lines, linesDeadline);
     return { completed: false, abandoned: lines.length };
   }
 
@@ -355,7 +385,7 @@ export class TaskRunner {
   }
 
   private isIdle(): boolean {
-    return this.counts.pending === 0 && this.counts.running === 0;
+    return this.counts.pending === 0 && this.counts.running === 0 && !this.writingLines;
   }
 
   private settleIdle(): void {

@@ -1,48 +1,269 @@
 /**
- * The last resort for a log record that no logger can take: one JSON line written to stderr
- * synchronously. `process.stderr` is asynchronous when it is a pipe (as under Docker or systemd):
- * it would buffer without bound behind a slow reader, and `process.exit()` would drop what it
- * holds. A synchronous write does neither: it waits for the reader instead.
+ * The last resort for a log line that no transport can take: stderr, written so that it never
+ * holds the event loop for long. A line is written at once while stderr takes it (the write is
+ * non-blocking); past that, lines wait in a bounded buffer and are written as the reader takes
+ * them. A line that finds the buffer full, or stderr closed, is dropped and counted, and the count
+ * is written as one line as soon as stderr takes a line again. `flushStderr()` may wait for the
+ * reader, up to a deadline: for `closeLogger()` at exit.
  */
 import { writeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { LOG_MESSAGES } from './log-messages';
 
-/** How long one line may wait for a full pipe to drain before stderr is given up on. */
-const MAX_WAIT_MS = 1_000;
+/** The most time the fallback spends writing to stderr in one turn of the event loop, in ms. */
+export const MAX_STDERR_MS_PER_TURN = 50;
+/** The most bytes of lines that wait for a stderr that is not reading. */
+export const MAX_STDERR_BUFFER_BYTES = 8 * 1_048_576;
 
-/** Writes `record` as one JSON line to stderr; never throws. */
-export function writeRecordToStderr(record: object): void {
-  if (Date.now() < quietUntil) return;
-  try {
-    writeFully(2, Buffer.from(`${JSON.stringify(record)}\n`));
-  } catch {
-    // stderr is closed or nobody reads it: nowhere is left to say it. Skip the writes that
-    // cannot arrive for a while, rather than wait a second for each, then try again.
-    quietUntil = Date.now() + QUIET_MS;
+/** Where the lines dropped for one owner (a logger's guard) are counted. */
+export interface DropCount {
+  dropped: number;
+}
+
+/** Writes `text` and a newline to stderr, now or as soon as it takes it; never throws, never waits. */
+export function writeToStderr(text: string, owner?: DropCount): void {
+  fallback.write(text, owner);
+}
+
+/**
+ * Writes what waits, waiting for the reader until `deadline` (a `performance.now()`): the one
+ * place the fallback blocks, for a process about to exit. Returns true when nothing is left.
+ */
+export function flushStderr(deadline: number): boolean {
+  return fallback.flush(deadline);
+}
+
+/**
+ * Counts a line as dropped without making it, when stderr's buffer is full: formatting
+ * thousands of records that cannot be written would hold the event loop for nothing.
+ */
+export function dropIfFull(owner: DropCount): boolean {
+  return fallback.dropIfFull(owner);
+}
+
+/**
+ * Gives up on the lines that still wait for `owner` (a logger being closed, past its deadline):
+ * each is counted as dropped, since the process is about to exit without them.
+ */
+export function giveUpOn(owner: DropCount): void {
+  fallback.giveUpOn(owner);
+}
+
+/**
+ * The lines dropped and not yet reported, now counted as reported: for a logger that takes
+ * records again to report them itself.
+ */
+export function takeUnreportedDrops(): number {
+  return fallback.takeUnreported();
+}
+
+export interface Backlog {
+  /** Lines waiting for stderr. */
+  lines: number;
+  bytes: number;
+  /** The longest time spent writing to stderr in one turn of the event loop so far. */
+  maxTurnMs: number;
+}
+
+/** What the fallback holds, and how long it has held the event loop at most. */
+export function stderrBacklog(): Backlog {
+  return fallback.backlog();
+}
+
+interface Line {
+  readonly bytes: Buffer;
+  readonly owner: DropCount | undefined;
+}
+
+/** No line is shorter: a buffer with less room than this is full. */
+const MIN_LINE_BYTES = 16;
+/** How often a full stderr is tried again. */
+const RETRY_MS = 10;
+
+class StderrFallback {
+  private lines: Array<Line | undefined> = [];
+  private head = 0;
+  /** Bytes of the first line already written. */
+  private written = 0;
+  private bufferedBytes = 0;
+  /** Time spent in writes this turn of the event loop, and whether its end is scheduled. */
+  private spentMs = 0;
+  private maxTurnMs = 0;
+  private turnEnding = false;
+  /** Armed while stderr is full. */
+  private retry: NodeJS.Timeout | undefined = undefined;
+  private unreported = 0;
+  private opened = false;
+
+  write(text: string, owner: DropCount | undefined): void {
+    const bytes = Buffer.from(`${text}\n`);
+    const report = this.unreported > 0 ? reportLine(this.unreported) : undefined;
+    const needed = bytes.length + (report?.length ?? 0);
+    if (this.bufferedBytes + needed > MAX_STDERR_BUFFER_BYTES) {
+      this.drop(owner);
+      return;
+    }
+    if (report !== undefined) {
+      this.unreported = 0;
+      this.push({ bytes: report, owner: undefined });
+    }
+    this.push({ bytes, owner });
+    if (this.retry === undefined) this.pump(false, 0);
+  }
+
+  flush(deadline: number): boolean {
+    if (this.unreported > 0) {
+      this.push({ bytes: reportLine(this.unreported), owner: undefined });
+      this.unreported = 0;
+    }
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    return this.pump(true, deadline);
+  }
+
+  dropIfFull(owner: DropCount): boolean {
+    if (this.bufferedBytes + MIN_LINE_BYTES <= MAX_STDERR_BUFFER_BYTES) return false;
+    this.drop(owner);
+    return true;
+  }
+
+  giveUpOn(owner: DropCount): void {
+    // A line begun stays: cut in the middle, it would run into the next.
+    const first = this.written > 0 ? this.head + 1 : this.head;
+    const kept: Array<Line | undefined> = this.lines.slice(this.head, first);
+    for (let i = first; i < this.lines.length; i++) {
+      const line = this.lines[i]!;
+      if (line.owner !== owner) kept.push(line);
+      else {
+        this.bufferedBytes -= line.bytes.length;
+        this.drop(owner);
+      }
+    }
+    this.lines = kept;
+    this.head = 0;
+  }
+
+  takeUnreported(): number {
+    const count = this.unreported;
+    this.unreported = 0;
+    return count;
+  }
+
+  backlog(): Backlog {
+    const { maxTurnMs } = this;
+    return { lines: this.lines.length - this.head, bytes: this.bufferedBytes, maxTurnMs };
+  }
+
+  /** @internal Called by the retry timer and at the end of a turn. */
+  resume(): void {
+    this.retry = undefined;
+    this.pump(false, 0);
+  }
+
+  /** @internal Called at the end of a turn in which the fallback wrote. */
+  endTurn(): void {
+    this.turnEnding = false;
+    this.maxTurnMs = Math.max(this.maxTurnMs, this.spentMs);
+    this.spentMs = 0;
+    if (this.retry === undefined && this.head < this.lines.length) this.pump(false, 0);
+  }
+
+  /**
+   * Writes lines while stderr takes them. Without `blocking`, stops at a full pipe (tried again
+   * in RETRY_MS) or at the turn's time budget (resumed next turn); with it, waits for the reader
+   * until `deadline`. Returns true when nothing is left.
+   */
+  private pump(blocking: boolean, deadline: number): boolean {
+    this.open();
+    while (this.head < this.lines.length) {
+      if (!blocking && this.spentMs >= MAX_STDERR_MS_PER_TURN) return false;
+      const line = this.lines[this.head]!;
+      const started = performance.now();
+      let count: number;
+      try {
+        count = writeSync(2, line.bytes, this.written);
+      } catch (error) {
+        this.spend(started, blocking);
+        if ((error as NodeJS.ErrnoException | null)?.code !== 'EAGAIN') {
+          // stderr is closed, or its reader is gone: this line cannot arrive.
+          this.shift();
+          this.drop(line.owner);
+          continue;
+        }
+        if (!blocking) {
+          this.retry = setTimeout(resumeFallback, RETRY_MS);
+          return false;
+        }
+        if (performance.now() >= deadline) return false;
+        Atomics.wait(sleeper, 0, 0, 1);
+        continue;
+      }
+      this.spend(started, blocking);
+      this.written += count;
+      if (this.written === line.bytes.length) this.shift();
+    }
+    return true;
+  }
+
+  /** Counts time spent writing against this turn's budget; the budget is renewed at its end. */
+  private spend(started: number, blocking: boolean): void {
+    if (blocking) return;
+    this.spentMs += performance.now() - started;
+    if (this.turnEnding) return;
+    this.turnEnding = true;
+    setImmediate(endFallbackTurn);
+  }
+
+  private push(line: Line): void {
+    this.lines.push(line);
+    this.bufferedBytes += line.bytes.length;
+  }
+
+  private shift(): void {
+    this.bufferedBytes -= this.lines[this.head]!.bytes.length;
+    this.lines[this.head++] = undefined;
+    this.written = 0;
+    if (this.head === this.lines.length) {
+      this.lines = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.lines.length) {
+      this.lines = this.lines.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private drop(owner: DropCount | undefined): void {
+    if (owner !== undefined) owner.dropped++;
+    this.unreported++;
+  }
+
+  /**
+   * Node makes a stderr pipe non-blocking only once `process.stderr` is first read: before
+   * that, a write to a pipe nobody reads would block the process for good.
+   */
+  private open(): void {
+    if (this.opened) return;
+    this.opened = true;
+    void process.stderr;
+    // At process.exit(), whatever stderr takes without waiting is written rather than lost.
+    process.once('exit', () => this.pump(true, 0));
   }
 }
 
-/** How long stderr is left alone after a write to it failed. */
-const QUIET_MS = 10_000;
-let quietUntil = 0;
 /** For `Atomics.wait`: the one way to sleep a synchronous moment without spinning. */
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-/**
- * Writes all of `buffer`. Node makes a stderr pipe non-blocking, so a full pipe answers EAGAIN:
- * then this waits a millisecond and tries again, for at most `MAX_WAIT_MS` without progress.
- */
-function writeFully(fd: number, buffer: Buffer): void {
-  let offset = 0;
-  let waitedMs = 0;
-  while (offset < buffer.length) {
-    try {
-      offset += writeSync(fd, buffer, offset);
-      waitedMs = 0;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || waitedMs >= MAX_WAIT_MS)
-        throw error;
-      Atomics.wait(sleeper, 0, 0, 1);
-      waitedMs++;
-    }
-  }
+const fallback = new StderrFallback();
+
+function resumeFallback(): void {
+  fallback.resume();
+}
+
+function endFallbackTurn(): void {
+  fallback.endTurn();
+}
+
+function reportLine(dropped: number): Buffer {
+  const record = { level: 'error', message: LOG_MESSAGES.logRecordsDropped, dropped };
+  return Buffer.from(`${JSON.stringify(record)}\n`);
 }

@@ -26,7 +26,7 @@ import {
   type Span,
 } from '@opentelemetry/api';
 import { errorFields } from './thrown';
-import type { BackgroundTasksStats } from './types';
+import type { TaskCounts } from './types';
 
 /** The tracer's and the meter's name and version. */
 export const INSTRUMENTATION_NAME = 'express-background-tasks';
@@ -227,7 +227,7 @@ export function recordTaskEnd(
  * Counts the `pending` and `running` tasks of `counts` (one middleware's) in the process-wide
  * gauges for as long as it is alive. Held weakly: a middleware that is gone drops out.
  */
-export function countInGauges(counts: BackgroundTasksStats): void {
+export function countInGauges(counts: TaskCounts): void {
   liveCounts.add(new WeakRef(counts));
   meters(); // so that the gauges exist from now on, not only from the first task
 }
@@ -237,7 +237,7 @@ export interface Instruments {
   readonly ended: Counter;
 }
 
-const liveCounts = new Set<WeakRef<BackgroundTasksStats>>();
+const liveCounts = new Set<WeakRef<TaskCounts>>();
 let instrumentsProvider: MeterProvider | undefined;
 let currentInstruments: Instruments | undefined;
 

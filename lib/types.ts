@@ -59,10 +59,10 @@ export interface TaskFailure {
 }
 
 /**
- * Counters of one `backgroundTasks()` middleware. Every task ever added is in exactly one of
- * these at any moment (tasks withdrawn by `clear()` count as never added).
+ * The task counters of one `backgroundTasks()` middleware. Every task ever added is in exactly
+ * one of these at any moment (tasks withdrawn by `clear()` count as never added).
  */
-export interface BackgroundTasksStats {
+export interface TaskCounts {
   /** Added and not yet started: waiting for the response to end, for a slot, or for a retry. */
   pending: number;
   /** Being run now. */
@@ -78,6 +78,17 @@ export interface BackgroundTasksStats {
   abandoned: number;
   /** Handed to a durable queue (BullMQ) instead of being run in this process. */
   enqueued: number;
+}
+
+/** What `stats()` answers: the task counters, and the log records that could not be delivered. */
+export interface BackgroundTasksStats extends TaskCounts {
+  /**
+   * Log records of this middleware's logger that reached no destination: the logger could not
+   * take them, and stderr could not either (its buffer was full, or it was closed). Each is also
+   * reported in one `log records dropped` line, as soon as a destination takes records again.
+   * Not a task state: it is not part of the sum above.
+   */
+  logRecordsDropped: number;
 }
 
 /** What `drain()` resolves with. */

@@ -8,7 +8,7 @@
 import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { Logger } from 'winston';
 import { AttemptContext, TaskAbandonedError, timeoutError } from '../attempt';
-import { LOG_MESSAGES, safeLog } from '../logging';
+import { LOG_MESSAGES, droppedRecords, safeLog } from '../logging';
 import type { Attempting, RequestSource } from '../attempting';
 import { TaskObserver } from '../observer';
 import { contextFromCarrier, runInSpan } from '../telemetry';
@@ -34,7 +34,7 @@ export interface Runnable {
 export class JobRunner {
   /** This worker's counts: running, and the jobs that ended here, by outcome. */
   stats(): BackgroundTasksStats {
-    return { ...this.observer.counts };
+    return { ...this.observer.counts, logRecordsDropped: droppedRecords(this.logger) };
   }
 
   /** Counts, logs and traces every attempt, as the in-process runner's observer does. */

@@ -1,0 +1,413 @@
+/**
+ * The library's hold on a winston logger it writes to: the guards of its transports and of its
+ * format, a bounded line for records while the logger is busy, and stderr for what it cannot
+ * take. The rules:
+ * - nothing the logger, a transport or a format throws or emits becomes an uncaught exception;
+ * - the library's records never pile up in winston: past `LOGGER_ROOM` records waiting there,
+ *   they wait in line here (at most `MAX_WAITING_RECORDS`), fed to the logger as it takes them;
+ * - a logger that takes no record for `STALL_MS` while records wait is stuck: its records go to
+ *   stderr until it takes one again (said once per stall);
+ * - a record that goes to stderr is formatted by the logger's own format and `defaultMeta`, so
+ *   that what the app's format removes is removed there too;
+ * - what stderr cannot take is counted in `dropped` (`stats().logRecordsDropped`).
+ */
+import { AsyncResource } from 'node:async_hooks';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'winston';
+import { Fifo } from './fifo';
+import { formatLine, lineOf, minimalLine, recordOf, type Format, type Info } from './log-format';
+import { LOG_MESSAGES, type LogLevel } from './log-messages';
+import { dropIfFull, takeUnreportedDrops, writeToStderr, type DropCount } from './stderr';
+import { heldReads, heldWrites, isEnded, waitingOn } from './stream-backlog';
+import { errorFields, toError } from './thrown';
+import {
+  TransportGuard,
+  tagOf,
+  type GuardedTransport,
+  type TransportOwner,
+} from './transport-guard';
+
+/** How many records may wait inside winston before the library's own wait in line. */
+export const LOGGER_ROOM = 500;
+/** The most records that wait in line for a busy logger; past that they go to stderr. */
+export const MAX_WAITING_RECORDS = 10_000;
+/** How long a logger may take no record, while records wait, before it counts as stuck. */
+export const STALL_MS = 1_000;
+/** How often waiting records are offered to the logger again. */
+const FEED_MS = 10;
+
+/** The guard of `logger`, made (and the logger guarded) at its first use. */
+export function guardOf(logger: Logger): LoggerGuard {
+  let guard = guards.get(logger);
+  if (guard === undefined) {
+    guard = new LoggerGuard(logger);
+    guards.set(logger, guard);
+  }
+  return guard;
+}
+
+interface Waiting {
+  readonly level: LogLevel;
+  readonly message: string;
+  readonly fields: object;
+  /** The async context it was logged in (a task's span, for instrumentation-winston). */
+  readonly scope: AsyncResource;
+}
+
+export class LoggerGuard implements TransportOwner, DropCount {
+  /** Records of this logger that stderr could not take either. */
+  dropped = 0;
+  /** `closeLogger()` was called: the library's records go to stderr from now on. */
+  closed = false;
+  readonly spilledForAll = new WeakSet<object>();
+  private readonly transports = new WeakMap<object, TransportGuard>();
+  private readonly waiting = new Fifo<Waiting>();
+  private feedTimer: NodeJS.Timeout | undefined = undefined;
+  private feedSoon = false;
+  /** When the logger last took a record, or records began to wait: the stall clock. */
+  private movedAt = 0;
+  private stalled = false;
+  /** What winston held when it stalled, and at the last feed: less since means it moved. */
+  private stalledWith = 0;
+  private heldBefore = 0;
+  private formatNoticed = false;
+  private loggerNoticed = false;
+  private readonly whenRoom: Array<() => void> = [];
+
+  constructor(readonly logger: Logger) {
+    this.guardLogger();
+    this.adoptTransports();
+  }
+
+  /** Logs one of the library's records: to the logger now, in line for it, or to stderr. */
+  log(level: LogLevel, message: string, fields: object): void {
+    if (this.closed || isEnded(this.logger)) {
+      this.spillRecord(level, message, fields);
+      return;
+    }
+    this.adoptTransports();
+    if (this.stalled) {
+      if (!this.hasMoved()) {
+        this.spillRecord(level, message, fields);
+        return;
+      }
+      this.stalled = false;
+    }
+    if (this.waiting.length === 0 && this.hasRoom()) {
+      this.write(level, message, fields);
+      return;
+    }
+    if (this.waiting.length >= MAX_WAITING_RECORDS) {
+      this.spillRecord(level, message, fields);
+      return;
+    }
+    if (this.waiting.length === 0) this.movedAt = performance.now();
+    this.waiting.push({
+      level,
+      message,
+      fields,
+      scope: new AsyncResource('express-background-tasks.log'),
+    });
+    this.scheduleFeed();
+  }
+
+  /**
+   * Resolves once the logger has room for a record now (or is stuck, or was closed), or at
+   * `deadline`: for a writer of many lines that can wait, so that a slow transport gets them all.
+   */
+  room(deadline: number): Promise<void> {
+    if (this.closed || this.stalled || (this.waiting.length === 0 && this.hasRoom()))
+      return Promise.resolve();
+    if (this.waiting.length === 0 && this.whenRoom.length === 0) this.movedAt = performance.now();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, deadline - performance.now()));
+      this.whenRoom.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.scheduleFeed();
+    });
+  }
+
+  /** Resolves once no record waits here and winston holds none: all handed to the transports. */
+  settled(deadline: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.waiting.length === 0 && waitingOn(this.logger) === 0) return resolve(true);
+        if (performance.now() >= deadline) return resolve(false);
+        this.feed();
+        setTimeout(check, FEED_MS);
+      };
+      check();
+    });
+  }
+
+  /**
+   * Gives everything still held to stderr: the records waiting here, and those winston holds
+   * (unformatted, formatted, and in each transport), each once. For a close that timed out.
+   */
+  spillHeld(): number {
+    let spilled = 0;
+    for (let record = this.waiting.shift(); record !== undefined; record = this.waiting.shift()) {
+      this.spillRecord(record.level, record.message, record.fields);
+      spilled++;
+    }
+    const format = this.logger.format as Format | undefined;
+    for (const chunk of heldWrites(this.logger)) spilled += this.spillForAll(chunk, [format]);
+    for (const chunk of heldReads(this.logger)) spilled += this.spillForAll(chunk, []);
+    for (const transport of this.logger.transports) this.transports.get(transport)?.spillHeld();
+    this.wakeRoomWaiters();
+    return spilled;
+  }
+
+  /** Writes a record straight to stderr, formatted as the logger would have formatted it. */
+  spillRecord(level: LogLevel, message: string, fields: object): void {
+    if (!this.levelEnabled(level) || dropIfFull(this)) return;
+    const info = recordOf(readDefaultMeta(this.logger), level, message, fields);
+    const line = formatLine(info, [this.logger.format as Format | undefined]);
+    if (line !== undefined) this.spill(line);
+  }
+
+  spill(line: string): void {
+    writeToStderr(line, this);
+  }
+
+  progress(): void {
+    this.movedAt = performance.now();
+    if (this.waiting.length > 0 || this.whenRoom.length > 0) this.feedNextTurn();
+  }
+
+  transportFailed(guard: TransportGuard, error: unknown, forGood: boolean): void {
+    if (guard.noticed && !forGood) return;
+    guard.noticed = true;
+    this.notice(LOG_MESSAGES.loggerFailed, {
+      transport: guard.name,
+      forGood,
+      loggerError: errorFields(toError(error), false),
+    });
+  }
+
+  transportDied(guard: TransportGuard): void {
+    // A stream that closed is unpiped for good (winston pipes one that only errored again, for
+    // issue #1364): then the logger, with no reader, would hold every later record forever. Piped
+    // again, it flows, and the dead transport's guard sends what comes to stderr.
+    setImmediate(() => {
+      const logger = this.logger as Logger & { add?: (transport: unknown) => unknown };
+      if (logger.transports.includes(guard.transport as never) || isEnded(logger)) return;
+      try {
+        logger.add?.(guard.transport);
+      } catch {
+        // an ended logger, say: nothing more will be written through it
+      }
+    });
+  }
+
+  formatFailed(error: unknown): void {
+    if (this.formatNoticed) return;
+    this.formatNoticed = true;
+    // The error's name only: its message may quote the record the format could not clean.
+    this.notice(LOG_MESSAGES.loggerFormatFailed, {
+      loggerError: { name: errorFields(toError(error), false).name },
+    });
+  }
+
+  /** Gives to stderr what the transports that failed for good still hold: they will never write it. */
+  spillFromDead(): void {
+    for (const transport of this.logger.transports) {
+      const guard = this.transports.get(transport);
+      if (guard?.dead === true) guard.spillHeld();
+    }
+  }
+
+  /**
+   * Resolves once each of `transports` (taken before the logger was ended: a finished transport
+   * is unpiped) has acknowledged every record it was given, unless it failed for good.
+   */
+  acknowledgedAll(transports: readonly object[]): Promise<unknown> {
+    return Promise.all(
+      transports.map((transport) => {
+        const guard = this.transports.get(transport);
+        return guard === undefined || guard.dead ? undefined : guard.acknowledgedAll();
+      }),
+    );
+  }
+
+  /** True for a transport that failed for good: what it held went to stderr, and it will not finish. */
+  hasGivenUp(transport: object): boolean {
+    return this.transports.get(transport)?.dead === true;
+  }
+
+  /** Guards the transports added since the last look (winston's `add()`, `configure()`). */
+  adoptTransports(): void {
+    for (const transport of this.logger.transports ?? []) {
+      if (this.transports.has(transport)) continue;
+      this.transports.set(
+        transport,
+        new TransportGuard(transport as unknown as GuardedTransport, this),
+      );
+    }
+  }
+
+  private write(level: LogLevel, message: string, fields: object): void {
+    const dropped = takeUnreportedDrops();
+    try {
+      if (dropped > 0) this.logger.error(LOG_MESSAGES.logRecordsDropped, { dropped });
+      this.logger[level](message, fields);
+    } catch (error) {
+      // Not winston's own failure (those are guarded): a logger whose method throws.
+      if (!this.loggerNoticed) {
+        this.loggerNoticed = true;
+        this.notice(LOG_MESSAGES.loggerFailed, {
+          transport: '(the logger itself)',
+          forGood: false,
+          loggerError: errorFields(toError(error), false),
+        });
+      }
+      this.spillRecord(level, message, fields);
+    }
+  }
+
+  /** Offers waiting records to the logger while it has room; a logger that has not moved for STALL_MS is stuck. */
+  private feed(): void {
+    this.feedSoon = false;
+    const held = waitingOn(this.logger);
+    if (held < this.heldBefore) this.movedAt = performance.now(); // a logger without guarded transports
+    while (this.waiting.length > 0 && this.hasRoom()) {
+      const { level, message, fields, scope } = this.waiting.shift()!;
+      scope.runInAsyncScope(this.write, this, level, message, fields);
+    }
+    this.heldBefore = waitingOn(this.logger);
+    if (this.waiting.length === 0 && (this.whenRoom.length === 0 || this.hasRoom())) {
+      this.wakeRoomWaiters();
+      return;
+    }
+    if (this.stuckFor()) this.stall();
+    else this.scheduleFeed();
+  }
+
+  /** The logger is stuck: what waits goes to stderr, and so will its records until it moves. */
+  private stall(): void {
+    if (!this.stalled) {
+      this.stalled = true;
+      this.stalledWith = waitingOn(this.logger);
+      this.notice(LOG_MESSAGES.loggerStalled, { waiting: this.stalledWith + this.waiting.length });
+    }
+    for (let record = this.waiting.shift(); record !== undefined; record = this.waiting.shift())
+      this.spillRecord(record.level, record.message, record.fields);
+    this.wakeRoomWaiters();
+  }
+
+  /** True when a stuck logger has taken a record since it stalled. */
+  private hasMoved(): boolean {
+    return waitingOn(this.logger) < this.stalledWith || performance.now() - this.movedAt < STALL_MS;
+  }
+
+  private stuckFor(): boolean {
+    return performance.now() - this.movedAt >= STALL_MS;
+  }
+
+  private hasRoom(): boolean {
+    return waitingOn(this.logger) < LOGGER_ROOM;
+  }
+
+  private scheduleFeed(): void {
+    if (this.feedTimer !== undefined) return;
+    this.feedTimer = setTimeout(() => {
+      this.feedTimer = undefined;
+      this.feed();
+    }, FEED_MS);
+  }
+
+  private feedNextTurn(): void {
+    if (this.feedSoon) return;
+    this.feedSoon = true;
+    setImmediate(() => this.feed());
+  }
+
+  private wakeRoomWaiters(): void {
+    for (const wake of this.whenRoom.splice(0)) wake();
+  }
+
+  /** A record of the logger's own state, said on stderr (where it is seen even if the logger is broken). */
+  private notice(message: string, fields: object): void {
+    // Not counted among the logger's records if dropped: the drop line reports it.
+    writeToStderr(JSON.stringify({ level: 'error', message, ...fields }));
+  }
+
+  /** A record winston holds for every transport: formatted with `formats`, written once, marked so that it is not delivered too. */
+  private spillForAll(chunk: unknown, formats: ReadonlyArray<Format | undefined>): number {
+    if (typeof chunk !== 'object' || chunk === null) return 0;
+    const info = chunk as Info;
+    this.spilledForAll.add(tagOf(info));
+    const line = formats.length === 0 ? lineOf(info) : formatLine(info, formats);
+    if (line !== undefined) this.spill(line);
+    return 1;
+  }
+
+  private levelEnabled(level: LogLevel): boolean {
+    const check = (this.logger as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled;
+    if (typeof check !== 'function') return true;
+    try {
+      return check.call(this.logger, level);
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Keeps a logger's `'error'` event (a transport that failed asynchronously, a write after end)
+   * from becoming an uncaught exception, and its format's throw from escaping winston's stream
+   * machinery, where it happens in a later turn when the logger was busy.
+   */
+  private guardLogger(): void {
+    const guard = this;
+    const logger = this.logger as Logger & {
+      _transform?: (info: Info, encoding: unknown, callback: () => void) => void;
+      add?: (transport: unknown) => unknown;
+    };
+    if (typeof logger.on === 'function') {
+      logger.on('error', (error: unknown, transport?: object) => {
+        const guard = transport === undefined ? undefined : this.transports.get(transport);
+        if (guard !== undefined) guard.die(error);
+        else if (!this.loggerNoticed) {
+          this.loggerNoticed = true;
+          this.notice(LOG_MESSAGES.loggerFailed, {
+            transport: '(the logger itself)',
+            forGood: false,
+            loggerError: errorFields(toError(error), false),
+          });
+        }
+      });
+    }
+    const transform = logger._transform;
+    if (typeof transform === 'function') {
+      logger._transform = function guardedTransform(info, encoding, callback) {
+        try {
+          transform.call(this, info, encoding, callback);
+        } catch (error) {
+          // winston has called back already (its `finally`): the record reached no transport.
+          guard.formatFailed(error);
+          guard.spill(minimalLine(info));
+        }
+      };
+    }
+    const add = logger.add;
+    if (typeof add === 'function') {
+      logger.add = function guardedAdd(this: Logger, transport: unknown) {
+        const result = add.call(this, transport);
+        guard.adoptTransports();
+        return result;
+      } as typeof logger.add;
+    }
+  }
+}
+
+const guards = new WeakMap<Logger, LoggerGuard>();
+
+function readDefaultMeta(logger: Logger): unknown {
+  try {
+    return (logger as { defaultMeta?: unknown }).defaultMeta;
+  } catch {
+    return undefined;
+  }
+}

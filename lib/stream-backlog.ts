@@ -1,0 +1,62 @@
+/**
+ * What a winston logger or transport holds and has not handed on yet, read from the state of its
+ * stream (winston 3's streams are readable-stream 3's): how many records wait, and which, so
+ * that records a stuck or failed stream holds can still reach stderr.
+ */
+
+interface StreamState {
+  writableLength?: number;
+  readableLength?: number;
+  _writableState?: {
+    ending?: boolean;
+    getBuffer?(): Array<{ chunk: unknown }>;
+  };
+  _readableState?: { buffer?: { head?: BufferEntry | null } };
+  _transformState?: { writechunk?: unknown; writecb?: unknown };
+}
+
+interface BufferEntry {
+  data: unknown;
+  next: BufferEntry | null;
+}
+
+/** Records the stream holds: taken by `write()` and not yet handed on. */
+export function waitingOn(stream: object): number {
+  const state = stream as StreamState;
+  return (state.writableLength ?? 0) + (state.readableLength ?? 0);
+}
+
+/** The stream was ended (`end()`): a write now would fail with "write after end". */
+export function isEnded(stream: object): boolean {
+  return (stream as StreamState)._writableState?.ending === true;
+}
+
+/**
+ * The records written to the stream and not yet processed (for a logger: not yet formatted),
+ * oldest first, including the one a transform stream is holding until its reader has room.
+ */
+export function heldWrites(stream: object): unknown[] {
+  const state = stream as StreamState;
+  const held: unknown[] = [];
+  const transform = state._transformState;
+  if (transform?.writecb && transform.writechunk != null) held.push(transform.writechunk);
+  for (const entry of safely(() => state._writableState?.getBuffer?.()) ?? [])
+    held.push(entry.chunk);
+  return held;
+}
+
+/** The records a readable stream (a logger) has formatted and not yet handed to its transports. */
+export function heldReads(stream: object): unknown[] {
+  const held: unknown[] = [];
+  let entry = (stream as StreamState)._readableState?.buffer?.head;
+  for (; entry != null; entry = entry.next) held.push(entry.data);
+  return held;
+}
+
+function safely<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}

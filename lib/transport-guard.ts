@@ -1,0 +1,368 @@
+/**
+ * Guards one transport of a winston logger the library writes to, so that nothing the transport
+ * does can crash the process or lose a record unseen. Its `log()` that throws, its callback
+ * called with an error, its format that throws, an `'error'` event, a destroyed stream: each
+ * happens inside winston's stream machinery, often in a later turn with no frame of the library
+ * on the stack, where it would be an uncaught exception. Here a record the transport fails on,
+ * and every record winston still holds for it once it has failed for good, goes to stderr
+ * instead, formatted as the transport would have formatted it. Records it takes are acknowledged
+ * to the logger's guard, which tells a slow logger from a stuck one.
+ */
+import { formatLine, lineOf, LEVEL, type Format, type Info } from './log-format';
+import { heldWrites } from './stream-backlog';
+
+/** What a transport's guard reports to the guard of its logger. */
+export interface TransportOwner {
+  /** Writes a line to stderr for the logger (counted there if it has to be dropped). */
+  spill(line: string): void;
+  /** The transport acknowledged a record. */
+  progress(): void;
+  /** The transport failed for the first time (or, with `forGood`, for good): said once on stderr. */
+  transportFailed(guard: TransportGuard, error: unknown, forGood: boolean): void;
+  /** The transport failed for good, and winston may be about to unpipe it. */
+  transportDied(guard: TransportGuard): void;
+  /** The format threw: said once on stderr. */
+  formatFailed(error: unknown): void;
+  /** Records the logger as a whole gave to stderr (at a close that timed out): not delivered again. */
+  readonly spilledForAll: WeakSet<object>;
+}
+
+/** The part of a winston transport the guard wraps and reads. */
+export interface GuardedTransport {
+  name?: string;
+  level?: string;
+  silent?: boolean;
+  handleExceptions?: boolean;
+  format?: Format;
+  levels?: Record<string, number>;
+  parent?: { level?: string } | null;
+  write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean;
+  log?(info: Info, callback: (error?: unknown) => void): unknown;
+  logv?(infos: Array<{ chunk: Info }>, callback: (error?: unknown) => void): unknown;
+}
+
+/** How long a transport that failed for good has to acknowledge the records it was given. */
+export const IN_FLIGHT_GRACE_MS = 1_000;
+
+/** A record's identity across the copies winston makes of it (`Object.assign` copies symbols). */
+const RECORD = Symbol('express-background-tasks.record');
+
+export class TransportGuard {
+  /** Failed for good ('error', destroyed): what is written to it goes to stderr instead. */
+  dead = false;
+  /** Said on stderr already. */
+  noticed = false;
+  /** Records handed to `log()` and not yet acknowledged. */
+  private readonly inFlight = new Set<Pending>();
+  private whenAcknowledged: Array<() => void> = [];
+  /** Records already written to stderr for this transport. */
+  private readonly spilled = new WeakSet<object>();
+  /** The transport's own format, as it was: what its records on stderr are formatted with. */
+  private readonly format: Format | undefined;
+  /** For winston's Console transport: which stream a record goes to. */
+  private readonly console: ConsoleStreams | undefined;
+
+  constructor(
+    readonly transport: GuardedTransport,
+    private readonly owner: TransportOwner,
+  ) {
+    this.format = transport.format;
+    this.console = consoleStreams(transport);
+    this.wrap();
+  }
+
+  /**
+   * Resolves once every record given to `log()` has been acknowledged. winston-transport's batch
+   * path (`_writev`) tells the stream a batch is done as soon as it has handed each record to
+   * `log()`, so 'finish' can come while the records are still being written.
+   */
+  acknowledgedAll(): Promise<void> {
+    if (this.inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.whenAcknowledged.push(resolve));
+  }
+
+  get name(): string {
+    const name = this.transport.name;
+    return typeof name === 'string' ? name : 'transport';
+  }
+
+  /**
+   * The transport failed for good: it is bypassed from now on, and what it was holding goes to
+   * stderr: at once the records waiting in its buffer, and after `IN_FLIGHT_GRACE_MS` those it
+   * was given and has not acknowledged (a transport that failed may still finish writing them).
+   */
+  die(error: unknown): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.owner.transportFailed(this, error, true);
+    for (const chunk of heldWrites(this.transport)) this.spillUnformatted(chunk);
+    if (this.inFlight.size > 0) setTimeout(() => this.spillInFlight(), IN_FLIGHT_GRACE_MS);
+    this.owner.transportDied(this);
+  }
+
+  /** What the transport holds at a close that timed out: each record goes to stderr, once. */
+  spillHeld(): void {
+    this.spillInFlight();
+    for (const chunk of heldWrites(this.transport)) this.spillUnformatted(chunk);
+  }
+
+  private spillInFlight(): void {
+    for (const pending of this.inFlight) {
+      pending.done = true;
+      this.spillOnce(pending.info, lineOf(pending.info));
+    }
+    this.inFlight.clear();
+    this.wakeIfAcknowledged();
+  }
+
+  private wakeIfAcknowledged(): void {
+    if (this.inFlight.size > 0 || this.whenAcknowledged.length === 0) return;
+    const waiters = this.whenAcknowledged;
+    this.whenAcknowledged = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** A record the transport never formatted: formatted now, as it would have been, if it takes that level. */
+  private spillUnformatted(chunk: unknown): void {
+    if (!isRecord(chunk) || !this.accepts(chunk)) return;
+    this.spillOnce(chunk, formatLine(chunk, [this.format]));
+  }
+
+  private spillOnce(info: Info, line: string | undefined): void {
+    const tag = tagOf(info);
+    if (this.spilled.has(tag) || this.owner.spilledForAll.has(tag)) return;
+    this.spilled.add(tag);
+    if (line !== undefined) this.owner.spill(line);
+  }
+
+  private alreadySpilled(info: unknown): boolean {
+    if (!isRecord(info)) return false;
+    const tag = info[RECORD];
+    return (
+      typeof tag === 'object' &&
+      tag !== null &&
+      (this.spilled.has(tag) || this.owner.spilledForAll.has(tag))
+    );
+  }
+
+  /** winston-transport's own level rule (`_accept`): would this transport write the record? */
+  private accepts(info: Info): boolean {
+    const { transport } = this;
+    if (transport.silent === true) return false;
+    if (info.exception === true && transport.handleExceptions !== true) return false;
+    const level = transport.level ?? transport.parent?.level;
+    const levels = transport.levels;
+    if (level === undefined || levels === undefined) return true;
+    return levels[level] >= levels[info[LEVEL] as string];
+  }
+
+  private wrap(): void {
+    const guard = this;
+    const transport = this.transport;
+    const write = transport.write;
+    transport.write = function guardedWrite(chunk, encoding, callback) {
+      if (isRecord(chunk)) tagOf(chunk);
+      if (guard.dead || guard.alreadySpilled(chunk)) {
+        if (guard.dead) guard.spillUnformatted(chunk);
+        const done = typeof encoding === 'function' ? encoding : callback;
+        if (typeof done === 'function') process.nextTick(done);
+        return true;
+      }
+      try {
+        return write.call(this, chunk, encoding, callback);
+      } catch (error) {
+        // A transport of its own kind whose _write threw: this record is the one it failed on.
+        guard.failedOn(chunk, error, true);
+        return true;
+      }
+    };
+    const log = transport.log;
+    if (typeof log === 'function') {
+      transport.log = function guardedLog(info, callback) {
+        return guard.log(log, this, info, callback);
+      };
+    }
+    const logv = transport.logv;
+    if (typeof logv === 'function') {
+      transport.logv = function guardedLogv(infos, callback) {
+        // A batch: each record is acknowledged or spilled with the batch.
+        return guard.logBatch(logv, this, infos, callback);
+      };
+    }
+    const format = this.format;
+    if (format !== undefined && typeof format.transform === 'function') {
+      // Returning false is how a format filters a record: winston-transport then simply goes on,
+      // where a throw would leave the rest of a batch unwritten and escape as an uncaught exception.
+      const guarded = Object.create(format) as Format;
+      guarded.transform = (info, options) => {
+        try {
+          return format.transform(info, options);
+        } catch (error) {
+          guard.owner.formatFailed(error);
+          if (isRecord(info)) guard.spillOnce(info, formatLine(info, [failingFormat]));
+          return false;
+        }
+      };
+      transport.format = guarded;
+    }
+  }
+
+  private log(
+    log: NonNullable<GuardedTransport['log']>,
+    self: GuardedTransport,
+    info: Info,
+    callback: ((error?: unknown) => void) | undefined,
+  ): unknown {
+    if (this.alreadySpilled(info)) return callback?.();
+    if (this.dead) {
+      this.spillOnce(info, lineOf(info));
+      return callback?.();
+    }
+    const pending: Pending = { info, done: false };
+    this.inFlight.add(pending);
+    const acknowledged = (error?: unknown) => {
+      if (pending.done) return;
+      pending.done = true;
+      this.inFlight.delete(pending);
+      if (error != null) this.failedOn(info, error, false);
+      else this.owner.progress();
+      this.wakeIfAcknowledged();
+      // Never with the error: the record went to stderr, and winston would stop using the transport.
+      if (callback !== undefined) callSafely(callback);
+    };
+    const console = this.console;
+    const done =
+      console === undefined
+        ? acknowledged
+        : (error?: unknown) =>
+            afterConsoleWrite(console.streamFor(info), () => acknowledged(error));
+    try {
+      return log.call(self, info, done);
+    } catch (error) {
+      if (!pending.done) done(error);
+      else this.owner.transportFailed(this, error, false); // threw after acknowledging
+      return undefined;
+    }
+  }
+
+  private logBatch(
+    logv: NonNullable<GuardedTransport['logv']>,
+    self: GuardedTransport,
+    infos: Array<{ chunk: Info }>,
+    callback: ((error?: unknown) => void) | undefined,
+  ): unknown {
+    const batch = infos.filter((write) => !this.alreadySpilled(write.chunk));
+    if (this.dead || batch.length === 0) {
+      for (const write of batch) this.spillOnce(write.chunk, lineOf(write.chunk));
+      return callback?.();
+    }
+    const pendings = batch.map((write): Pending => ({ info: write.chunk, done: false }));
+    for (const pending of pendings) this.inFlight.add(pending);
+    let settled = false;
+    const done = (error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      for (const pending of pendings) {
+        if (pending.done) continue;
+        pending.done = true;
+        this.inFlight.delete(pending);
+        if (error != null) this.spillOnce(pending.info, lineOf(pending.info));
+      }
+      if (error != null) this.owner.transportFailed(this, error, false);
+      else this.owner.progress();
+      this.wakeIfAcknowledged();
+      if (callback !== undefined) callSafely(callback);
+    };
+    try {
+      return logv.call(self, batch, done);
+    } catch (error) {
+      if (!settled) done(error);
+      return undefined;
+    }
+  }
+
+  /** The transport failed on this record (and may take the next): the record goes to stderr. */
+  private failedOn(info: unknown, error: unknown, unformatted: boolean): void {
+    this.owner.transportFailed(this, error, false);
+    if (!isRecord(info)) return;
+    if (unformatted) this.spillUnformatted(info);
+    else this.spillOnce(info, lineOf(info));
+  }
+}
+
+/**
+ * winston's Console transport acknowledges a record as soon as it has handed it to Node's
+ * stdout or stderr, which, when they are pipes, hold whatever their reader has not taken, in
+ * memory and without bound, and lose it at `process.exit()`. Its records are acknowledged only
+ * once that stream has handed them on, so that a stalled pipe shows as a transport that takes
+ * no record, and the logger's bounds apply.
+ */
+interface ConsoleStreams {
+  streamFor(info: Info): NodeJS.WritableStream & { writableLength?: number };
+}
+
+function consoleStreams(transport: GuardedTransport): ConsoleStreams | undefined {
+  const candidate = transport as GuardedTransport & {
+    _consoleLog?: unknown;
+    stderrLevels?: Record<string, boolean>;
+    consoleWarnLevels?: Record<string, boolean>;
+  };
+  if (typeof candidate._consoleLog !== 'function' || typeof candidate.stderrLevels !== 'object')
+    return undefined;
+  return {
+    streamFor(info) {
+      const level = info[LEVEL] as string;
+      const toStderr =
+        candidate.stderrLevels?.[level] === true || candidate.consoleWarnLevels?.[level] === true;
+      return toStderr ? process.stderr : process.stdout;
+    },
+  };
+}
+
+function afterConsoleWrite(
+  stream: NodeJS.WritableStream & { writableLength?: number },
+  then: () => void,
+): void {
+  if (!(stream.writableLength! > 0)) return then();
+  // An empty write calls back after every write before it: once this record's bytes are out.
+  stream.write('', () => then());
+}
+
+interface Pending {
+  readonly info: Info;
+  done: boolean;
+}
+
+/** A format that throws: `formatLine` then writes the minimal line. */
+const failingFormat: Format = {
+  transform() {
+    throw new Error('the transport format threw');
+  },
+};
+
+function isRecord(value: unknown): value is Info {
+  return typeof value === 'object' && value !== null;
+}
+
+/** The record's tag, given to it the first time it is seen. */
+export function tagOf(info: Info): object {
+  let tag = info[RECORD];
+  if (typeof tag !== 'object' || tag === null) {
+    tag = {};
+    try {
+      Object.defineProperty(info, RECORD, { value: tag, enumerable: true, configurable: true });
+    } catch {
+      // a frozen record: it is tracked by itself
+      return info;
+    }
+  }
+  return tag as object;
+}
+
+function callSafely(callback: (error?: unknown) => void): void {
+  try {
+    callback();
+  } catch {
+    // winston's stream machinery threw on an extra call: nothing of the record is lost by it
+  }
+}

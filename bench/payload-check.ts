@@ -4,7 +4,7 @@
  *   array and a one-million-key object, with no size limit and with a limit of exactly the
  *   payload's size (the limit that makes the check count every byte and still accept);
  * - issue 16's: payloads as a request body would carry them (10 MB strings of lone surrogates,
- *   `é`, emoji and ASCII, 50 million lone surrogates, the one-million-key object), checked
+ *   `é`, emoji, ASCII and mixed text, 50 million lone surrogates, the one-million-key object), checked
  *   against `JSON.parse` of that body: with the default 1 MiB limit (refused), with a limit of
  *   exactly their size, and with none. The README promises the check never costs more than the
  *   parse did: a payload taken from a body cannot block the loop for longer than parsing it.
@@ -126,6 +126,11 @@ async function main(): Promise<PayloadCheckRow[]> {
     ['é', 'é'],
     ['emoji', '😀'],
     ['ASCII', 'a'],
+    // Prose with non-ASCII characters and a newline per line: the costliest string to count.
+    [
+      'mixed text (é, emoji, a newline every 100 characters)',
+      `${'é😀 a line of prose'.repeat(5)}\n`,
+    ],
   ]) {
     rows.push(measure(`a string of ${name}, in a 10 MB body`, body(unit, tenMB), runs, 'parse'));
   }

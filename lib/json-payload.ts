@@ -12,6 +12,9 @@ const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7f]/;
 /** Any character whose JSON is longer than its UTF-8: escaped ones, and surrogates (lone ones are). */
 // eslint-disable-next-line no-control-regex -- control characters are what it finds
 const NOT_AS_UTF8 = /["\\\x00-\x1f\ud800-\udfff]/;
+/** The characters JSON escapes. */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const ESCAPED = /["\\\x00-\x1f]/;
 
 /**
  * Copies `payload` as `JSON.parse(JSON.stringify(payload))` would, or throws a TypeError that
@@ -250,29 +253,50 @@ function numberBytes(n: number): number {
  * The UTF-8 bytes of a string's JSON, quotes included, as JSON.stringify writes it: `"` and `\`
  * as two bytes, `\b \f \n \r \t` as two, other control characters as six (`\u0001`), a lone
  * surrogate as six (`\ud800`), the rest as UTF-8. Past `limit` it stops, with a count above it.
+ * Native passes first (Buffer.byteLength, isWellFormed, a search); a loop in JS only from the
+ * first character that UTF-8 and JSON count differently.
  */
 function stringBytes(text: string, limit: number): number {
   if (!NOT_PLAIN.test(text)) return text.length + 2;
   // UTF-8 writes a lone surrogate as U+FFFD (3 bytes) and an escaped character as itself (1).
-  let bytes = Buffer.byteLength(text) + 2;
-  const from = bytes > limit ? -1 : text.search(NOT_AS_UTF8);
-  if (from === -1) return bytes;
-  for (let i = from; i < text.length && bytes <= limit; i++) {
+  const bytes = Buffer.byteLength(text) + 2;
+  if (bytes > limit) return bytes;
+  // ES2024, in every supported Node (20 has it): no lone surrogate.
+  const wellFormed = (text as unknown as WellFormedTest).isWellFormed();
+  const from = text.search(wellFormed ? ESCAPED : NOT_AS_UTF8);
+  return from === -1 ? bytes : countFrom(text, from, bytes, limit, wellFormed);
+}
+
+/** Adds to `bytes` (the UTF-8 count) what JSON writes more, from `from` on, stopping past `limit`. */
+function countFrom(
+  text: string,
+  from: number,
+  bytes: number,
+  limit: number,
+  wellFormed: boolean,
+): number {
+  for (let i = from; i < text.length; i++) {
     const unit = text.charCodeAt(i);
-    if (unit < 0x20) bytes += SHORT_ESCAPES.has(unit) ? 1 : 5;
+    if (unit < 0x20) bytes += (SHORT_ESCAPES >>> unit) & 1 ? 1 : 5;
     else if (unit === 0x22 || unit === 0x5c) bytes++;
-    else if (unit >= 0xd800 && unit <= 0xdfff) {
+    else if (!wellFormed && unit >= 0xd800 && unit <= 0xdfff) {
       const next = unit <= 0xdbff ? text.charCodeAt(i + 1) : NaN;
       if (next >= 0xdc00 && next <= 0xdfff)
         i++; // a pair: four bytes either way
       else bytes += 3;
-    }
+    } else continue;
+    if (bytes > limit) return bytes;
   }
   return bytes;
 }
 
-/** `\b \t \n \f \r`: the control characters JSON escapes in two bytes. */
-const SHORT_ESCAPES = new Set([0x08, 0x09, 0x0a, 0x0c, 0x0d]);
+/** `String.prototype.isWellFormed`, which TypeScript's ES2022 library does not declare. */
+interface WellFormedTest {
+  isWellFormed(): boolean;
+}
+
+/** `\b \t \n \f \r` (8, 9, 10, 12, 13) as bits: the control characters JSON escapes in two bytes. */
+const SHORT_ESCAPES = 0x3700;
 
 function ownData(value: unknown): PropertyDescriptor {
   return { value, writable: true, enumerable: true, configurable: true };

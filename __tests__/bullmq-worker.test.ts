@@ -211,6 +211,8 @@ test("the worker's stats() count what ended on it, by outcome (the five jobs abo
     rejected: 0,
     abandoned: 0,
     enqueued: 0,
+    leftToWorkers: 0,
+    logRecordsDropped: 0,
   });
 });
 

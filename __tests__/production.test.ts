@@ -543,6 +543,7 @@ describe('stats()', () => {
       rejected: 1,
       abandoned: 0,
       enqueued: 0,
+      leftToWorkers: 0,
       logRecordsDropped: 0,
     });
     release.open();
@@ -728,6 +729,7 @@ describe('a durable queue that does not answer', () => {
       succeeded: 0,
       abandoned: 1,
       enqueued: 0,
+      leftToWorkers: 0,
     });
   });
 });

@@ -16,9 +16,11 @@ export interface DemoOptions {
   durable?: DurableQueue;
   /** More routers, by path, mounted before the 404 (the queue dashboard, when REDIS_URL is set). */
   mount?: Record<string, RequestHandler>;
+  /** `POST /orders` (see orders.ts). Default: a 501 that says the demo was started without it. */
+  orders?: RequestHandler;
 }
 
-export function createDemoApp({ logger, durable, mount = {} }: DemoOptions = {}) {
+export function createDemoApp({ logger, durable, mount = {}, orders }: DemoOptions = {}) {
   const bg = backgroundTasks({ logger, durable });
   const onError = httpErrorHandler({
     backgroundTasks: bg,
@@ -64,6 +66,12 @@ export function createDemoApp({ logger, durable, mount = {} }: DemoOptions = {})
     });
     res.status(202).json({ message: `Report queued; it takes ${ms} ms.` });
   });
+
+  app.post(
+    '/orders',
+    orders ??
+      ((_req, res) => void res.status(501).type('text/plain').send('POST /orders is not set up\n')),
+  );
 
   for (const [path, router] of Object.entries(mount)) app.use(path, router);
   app.use(notFound());

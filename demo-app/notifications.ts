@@ -27,3 +27,11 @@ export const sendNotification = defineTask(
   ({ email, message }: { email: string; message: string }) => writeNotification(email, message),
   { retries: 3, timeoutMs: 10_000 },
 );
+
+/** An order's receipt: written in the order's own transaction with `addInTransaction()` (see orders.ts). */
+export const sendReceipt = defineTask(
+  'send-receipt',
+  ({ orderId, email }: { orderId: number; email: string }) =>
+    writeNotification(email, `receipt for order ${orderId}`),
+  { retries: 3, timeoutMs: 10_000 },
+);

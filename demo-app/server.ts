@@ -5,7 +5,8 @@
  * its destination, and exits 0. With LOG_FILE set it logs to that file instead of the console.
  * Prometheus metrics are served on METRICS_PORT (default 9464); OTEL_TRACES_EXPORTER=console
  * prints the spans; with REDIS_URL the defined task goes through BullMQ and the queue dashboard
- * (bull-board) is at /admin/queues.
+ * (bull-board) is at /admin/queues; otherwise POST /orders writes orders and their receipts on
+ * pg-boss: in the PostgreSQL at DATABASE_URL, or in PGlite inside the process.
  */
 import type { AddressInfo } from 'node:net';
 import type { RequestHandler } from 'express';
@@ -13,6 +14,7 @@ import winston from 'winston';
 import { closeLogger, type DurableQueue } from '../lib';
 import { createDemoApp } from './app';
 import { notificationLog } from './notifications';
+import { setUpOrders } from './orders';
 import { startTelemetry } from './telemetry';
 
 const port = Number(process.env.PORT ?? 3000);
@@ -31,10 +33,14 @@ async function main(): Promise<void> {
   });
   const logger = createLogger(process.env.LOG_FILE);
   const redis = process.env.REDIS_URL ? await withRedis(process.env.REDIS_URL, logger) : undefined;
+  // One durable queue per middleware: BullMQ with REDIS_URL, else pg-boss (which /orders needs).
+  const orders =
+    redis === undefined ? await setUpOrders(process.env.DATABASE_URL, logger) : undefined;
   const { app, bg } = createDemoApp({
     logger,
-    durable: redis?.durable,
+    durable: redis?.durable ?? orders?.durable,
     mount: redis === undefined ? {} : { '/admin/queues': redis.dashboard },
+    orders: orders?.route,
   });
   const server = app.listen(port, host, () => {
     const { port: actual } = server.address() as AddressInfo;
@@ -45,7 +51,10 @@ try:
   curl -X POST '${base}/send-notification/ann@example.com?message=hello'     # 500; the handler notifies ops
   curl -X POST '${base}/failing-task'                                        # the task fails: see the log
   curl -X POST '${base}/report?ms=3000'                                      # a slow task; Ctrl-C drains it
+  curl -X POST '${base}/orders?email=ann@example.com'                        # an order and its receipt, one transaction
+  curl -X POST '${base}/orders?email=ann@example.com&fail=1'                 # rolled back: no receipt, ever
   curl ${telemetry.metricsUrl}                                 # Prometheus metrics
+orders: ${orders?.where ?? 'not set up (REDIS_URL is set: BullMQ is the durable queue, and Redis cannot join a SQL transaction)'}
 notifications are appended to ${notificationLog()}${
       redis ? `\nqueue dashboard: ${base}/admin/queues` : ''
     }${process.env.OTEL_TRACES_EXPORTER === 'console' ? '\nspans are printed below as they end' : ''}`);
@@ -62,6 +71,7 @@ notifications are appended to ${notificationLog()}${
     server.closeIdleConnections();
     const { completed, abandoned } = await bg.drain({ timeoutMs: drainTimeoutMs });
     await redis?.close();
+    await orders?.close();
     await telemetry.shutdown();
     logger.info('shutdown complete', { completed, abandoned });
     await closeLogger(logger);

@@ -16,8 +16,22 @@ export interface Attempting {
   span: Span | undefined;
   /** The context active when the task was added. */
   readonly parentContext: Context | undefined;
-  /** The BullMQ job id, on a worker. */
+  /** The job id: on a worker, or of a task added with `addInTransaction()`. */
   readonly jobId?: string;
+  /** The database's hold on the job of a task added with `addInTransaction()`, once inserted. */
+  readonly lease?: JobLease;
+}
+
+/**
+ * The job of a task added with `addInTransaction()`, held in the database for this process for a
+ * while (its lease): told how the task ended here, so that the database agrees.
+ */
+export interface JobLease {
+  readonly jobId: string;
+  /** True when an attempt of `timeoutMs` starting now could end, and be reported, before the lease does. */
+  covers(timeoutMs: number): boolean;
+  /** The task ended here for good: its job is marked done, failed to the workers' retries, or given back. */
+  ended(outcome: 'succeeded' | 'failed' | 'left_to_workers', error?: Error): void;
 }
 
 /** Where a task came from: its request's id at once, the rest only when a line needs it. */

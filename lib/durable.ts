@@ -1,6 +1,8 @@
 /**
- * The seam between the in-process runner and a durable queue (BullMQ, in `express-background-tasks/bullmq`):
- * what a durable queue must offer, and what it is handed for each task.
+ * The seam between the in-process runner and a durable queue (BullMQ in
+ * `express-background-tasks/bullmq`, pg-boss in `express-background-tasks/pg-boss`): what a
+ * durable queue must offer, what it is handed for each task, and what a transactional one (a
+ * queue in the application's own SQL database) offers beyond that.
  */
 import type { TraceCarrier } from './telemetry';
 import type { TaskRequest } from './types';
@@ -27,4 +29,56 @@ export interface DurableQueue {
   enqueue(job: DurableJob): Promise<unknown>;
   /** Closes connections. */
   close?(): Promise<void>;
+}
+
+/** A node-postgres client (or pool) inside the caller's transaction: `query(text, values)` resolving `{ rows }`. */
+export interface QueryClient {
+  query(text: string, values?: unknown[]): PromiseLike<{ rows: unknown[] }>;
+}
+
+/** pg-boss's database interface (`fromKnex`, `fromKysely`, `fromDrizzle`, `fromPrisma`, `fromPglite` make one). */
+export interface ExecuteSqlClient {
+  executeSql(text: string, values?: unknown[]): PromiseLike<{ rows: unknown[] }>;
+}
+
+/** What `addInTransaction()` writes through: the caller's transaction, in either shape. */
+export type TransactionClient = QueryClient | ExecuteSqlClient;
+
+/**
+ * A durable queue stored in the application's SQL database, so that a job can be written in the
+ * application's own transaction and run by this process right after the response (the fast
+ * path), with the workers as the fallback. Each method is one atomic statement.
+ */
+export interface TransactionalQueue extends DurableQueue {
+  /** How much longer than the longest run of a task in this process its lease lasts, in milliseconds. */
+  readonly leaseMarginMs: number;
+  /**
+   * Inserts the job through `db`, inside the caller's transaction, so that no worker takes it for
+   * `leaseMs`. Resolves with its id once the insert is done; rejects if it failed.
+   */
+  insert(db: TransactionClient, job: DurableJob, leaseMs: number): Promise<string>;
+  /**
+   * Takes the job for this process for `leaseMs` more. True when it was waiting (committed, and no
+   * worker has started it); false when there is none to take (rolled back, not committed yet, done,
+   * or started by a worker).
+   */
+  claim(id: string, leaseMs: number): Promise<boolean>;
+  /** Marks a claimed job done. False when it was done already (a worker ran it after the lease). */
+  complete(id: string): Promise<boolean>;
+  /** Records that every attempt here failed, with the last error: the queue's retries take it over. */
+  fail(id: string, error: Error): Promise<void>;
+  /** Ends this process's lease on a job it will not finish, so that a worker takes it at once. */
+  release(id: string): Promise<void>;
+}
+
+/** Whether `durable` can join the caller's transaction. */
+export function isTransactional(durable: DurableQueue | undefined): durable is TransactionalQueue {
+  const queue = durable as Partial<TransactionalQueue> | undefined;
+  return (
+    typeof queue?.insert === 'function' &&
+    typeof queue.claim === 'function' &&
+    typeof queue.complete === 'function' &&
+    typeof queue.fail === 'function' &&
+    typeof queue.release === 'function'
+  );
 }

@@ -15,7 +15,14 @@ export type { DrainOptions } from './runner';
 export { closeLogger, type CloseLoggerOptions } from './logging';
 export { LOG_MESSAGES, type LogLevel } from './log-messages';
 export { BACKGROUND_TASKS_DEFAULTS, type BackgroundTasksOptions } from './options';
-export type { DurableJob, DurableQueue } from './durable';
+export type {
+  DurableJob,
+  DurableQueue,
+  ExecuteSqlClient,
+  QueryClient,
+  TransactionClient,
+  TransactionalQueue,
+} from './durable';
 export type {
   BackgroundTasksStats,
   TaskCounts,

@@ -15,6 +15,8 @@ export const LOG_MESSAGES = {
   hookFailed: 'background task error hook failed',
   enqueueFailed: 'durable enqueue failed, running the task in-process',
   enqueueFailedAbandoned: 'durable enqueue failed after drain() gave the task up; it does not run',
+  leftToWorkers: 'background task left to the workers',
+  jobNotSettled: 'transactional job not settled in the database; a worker may run it again',
   redisError: 'redis connection failed',
   redisReady: 'redis connection restored',
   workerError: 'durable worker error',

@@ -61,6 +61,8 @@ export class LoggerGuard implements TransportOwner, DropCount {
   closed = false;
   readonly spilledForAll = new WeakSet<object>();
   private readonly transports = new WeakMap<object, TransportGuard>();
+  /** Every transport guarded, piped or not: a finished one is unpiped, a failed one may be. */
+  private readonly guarded = new Set<TransportGuard>();
   private readonly waiting = new Fifo<Waiting>();
   private feedTimer: NodeJS.Timeout | undefined = undefined;
   private feedSoon = false;
@@ -155,7 +157,7 @@ export class LoggerGuard implements TransportOwner, DropCount {
     const format = this.logger.format as Format | undefined;
     for (const chunk of heldWrites(this.logger)) spilled += this.spillForAll(chunk, [format]);
     for (const chunk of heldReads(this.logger)) spilled += this.spillForAll(chunk, []);
-    for (const transport of this.logger.transports) this.transports.get(transport)?.spillHeld();
+    for (const guard of this.guarded) guard.spillHeld();
     this.wakeRoomWaiters();
     return spilled;
   }
@@ -213,10 +215,7 @@ export class LoggerGuard implements TransportOwner, DropCount {
 
   /** Gives to stderr what the transports that failed for good still hold: they will never write it. */
   spillFromDead(): void {
-    for (const transport of this.logger.transports) {
-      const guard = this.transports.get(transport);
-      if (guard?.dead === true) guard.spillHeld();
-    }
+    for (const guard of this.guarded) if (guard.dead) guard.spillHeld();
   }
 
   /**
@@ -241,10 +240,9 @@ export class LoggerGuard implements TransportOwner, DropCount {
   adoptTransports(): void {
     for (const transport of this.logger.transports ?? []) {
       if (this.transports.has(transport)) continue;
-      this.transports.set(
-        transport,
-        new TransportGuard(transport as unknown as GuardedTransport, this),
-      );
+      const guard = new TransportGuard(transport as unknown as GuardedTransport, this);
+      this.transports.set(transport, guard);
+      this.guarded.add(guard);
     }
   }
 
@@ -360,7 +358,6 @@ export class LoggerGuard implements TransportOwner, DropCount {
    * machinery, where it happens in a later turn when the logger was busy.
    */
   private guardLogger(): void {
-    const guard = this;
     const logger = this.logger as Logger & {
       _transform?: (info: Info, encoding: unknown, callback: () => void) => void;
       add?: (transport: unknown) => unknown;
@@ -381,23 +378,23 @@ export class LoggerGuard implements TransportOwner, DropCount {
     }
     const transform = logger._transform;
     if (typeof transform === 'function') {
-      logger._transform = function guardedTransform(info, encoding, callback) {
+      logger._transform = (info, encoding, callback) => {
         try {
-          transform.call(this, info, encoding, callback);
+          transform.call(logger, info, encoding, callback);
         } catch (error) {
           // winston has called back already (its `finally`): the record reached no transport.
-          guard.formatFailed(error);
-          guard.spill(minimalLine(info));
+          this.formatFailed(error);
+          this.spill(minimalLine(info));
         }
       };
     }
     const add = logger.add;
     if (typeof add === 'function') {
-      logger.add = function guardedAdd(this: Logger, transport: unknown) {
-        const result = add.call(this, transport);
-        guard.adoptTransports();
+      logger.add = ((transport: unknown) => {
+        const result = add.call(logger, transport);
+        this.adoptTransports();
         return result;
-      } as typeof logger.add;
+      }) as typeof logger.add;
     }
   }
 }

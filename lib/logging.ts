@@ -118,6 +118,8 @@ async function closing(logger: Logger, until: number): Promise<boolean> {
   guard.spillFromDead();
   const live = logger.transports.filter((transport) => !guard.hasGivenUp(transport));
   const finished = Promise.all(live.map(whenFinished))
+    // A transport may fail for good while it finishes: what it still held goes to stderr.
+    .then(() => guard.spillFromDead())
     .then(() => guard.acknowledgedAll(live))
     .then(() => Promise.all([whenDrained(process.stdout), whenDrained(process.stderr)]));
   logger.end();

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { SpanKind, type Context, type Span } from '@opentelemetry/api';
 import type { Logger } from 'winston';
 import { TaskAbandonedError } from './attempt';
-import { LOG_MESSAGES, roomIn, safeLog, spillRecord } from './logging';
+import { LOG_MESSAGES, roomIn, safeLog, spillRecord, type LogLevel } from './logging';
 import {
   countInGauges,
   endSpan,
@@ -32,6 +32,20 @@ import type { TaskCounts, TaskFailure, TaskRequest } from './types';
 /** What a task was doing when `drain()` gave up on it. */
 export type AbandonedState = 'running' | 'pending' | 'waiting to retry' | 'enqueueing';
 
+/**
+ * Why a task added with `addInTransaction()` was left to the workers: the state drain() found it
+ * in, or what happened after the response.
+ */
+export type LeftState =
+  | AbandonedState
+  | 'inserting'
+  | 'waiting for the response'
+  | 'claiming'
+  | 'not claimed'
+  | 'claim failed'
+  | 'lease ran out'
+  | 'queue full';
+
 /** A line to write at `error` later, inside the span (or the context) of the task it is about. */
 export interface LogLine {
   readonly message: string;
@@ -51,6 +65,7 @@ export class TaskObserver {
     rejected: 0,
     abandoned: 0,
     enqueued: 0,
+    leftToWorkers: 0,
   };
 
   /** Rejections for a full queue, per request, until their line is written. */
@@ -108,6 +123,7 @@ export class TaskObserver {
     // A success is timed only when a meter records it: performance.now() is not free.
     const instruments = meters();
     this.attemptOver(task, 'succeeded', undefined, instruments && this.elapsed(task), instruments);
+    task.lease?.ended('succeeded');
   }
 
   /**
@@ -159,6 +175,7 @@ export class TaskObserver {
     state: AbandonedState,
     reason: TaskAbandonedError = new TaskAbandonedError('task abandoned by drain()'),
   ): LogLine {
+    if (task.lease !== undefined) return this.leftToWorkers(task, source, state, reason);
     const line: LogLine = {
       message: LOG_MESSAGES.taskAbandoned,
       fields: {
@@ -182,6 +199,61 @@ export class TaskObserver {
     }
     this.taskOver(task.name, 'abandoned');
     return line;
+  }
+
+  /**
+   * A task added with `addInTransaction()` will not be finished here: its job stays in the database
+   * for the workers (if its transaction committed). Counted now, whatever it was doing (a running
+   * attempt is cut short, as an abandoned one is, but its outcome says `left_to_workers`); its line
+   * is returned, for the caller to write at the level the reason deserves.
+   */
+  leftToWorkers(task: Attempting, source: RequestSource, state: LeftState, error?: Error): LogLine {
+    const line: LogLine = {
+      message: LOG_MESSAGES.leftToWorkers,
+      fields: {
+        ...requestFields(task.name, source.describeRequest()),
+        state,
+        attempt: task.attempt,
+        ...(task.jobId !== undefined && { jobId: task.jobId }),
+        ...(error !== undefined && state !== 'running' && { error: errorFields(error) }),
+      },
+      span: task.span,
+      parent: task.parentContext,
+    };
+    this.counts.leftToWorkers++;
+    if (state === 'running') {
+      this.counts.running--;
+      this.attemptOver(task, 'left_to_workers', error, this.elapsed(task), meters());
+    } else {
+      this.counts.pending--;
+      this.endEnqueueSpan(task, 'left_to_workers', error); // an insert's, when one is in flight
+      this.taskOver(task.name, 'left_to_workers');
+    }
+    task.lease?.ended('left_to_workers');
+    return line;
+  }
+
+  /**
+   * How a transactional task ended here could not be written to the database (it failed, or the job
+   * was settled already): a worker may run the task again, or has. Logged at `error`.
+   */
+  jobNotSettled(
+    task: Attempting,
+    source: RequestSource,
+    outcome: 'succeeded' | 'failed' | 'left_to_workers',
+    error?: Error,
+  ): void {
+    safeLog(this.logger, 'error', LOG_MESSAGES.jobNotSettled, {
+      ...requestFields(task.name, source.describeRequest()),
+      jobId: task.jobId,
+      outcome,
+      ...(error === undefined ? { reason: 'settled already' } : { error: errorFields(error) }),
+    });
+  }
+
+  /** Writes a line now, inside its task's span (or the context it was added in). */
+  write(line: LogLine, level: LogLevel): void {
+    inSpan(line.span, line.parent, () => safeLog(this.logger, level, line.message, line.fields));
   }
 
   /**
@@ -253,6 +325,23 @@ export class TaskObserver {
   }
 
   /**
+   * A task added with `addInTransaction()` is in the caller's transaction: its producer span ends,
+   * and it stays pending until the claim after the response.
+   */
+  inserted(task: Attempting): void {
+    this.endEnqueueSpan(task, 'enqueued', undefined);
+  }
+
+  /**
+   * Its insert failed: the caller's transaction fails, and that is the caller's to handle (the
+   * promise it awaits rejects). Nothing was stored, so the task counts as never added.
+   */
+  insertFailed(task: Attempting, thrown: unknown): void {
+    this.endEnqueueSpan(task, 'failed', toError(thrown));
+    this.counts.pending--;
+  }
+
+  /**
    * The durable queue refused the task: logged. It stays pending and runs here instead, unless
    * drain() had given it up: then it does not run, and the line says so.
    */
@@ -295,7 +384,7 @@ export class TaskObserver {
     }
     if (instruments === undefined) return;
     recordAttempt(instruments, task.name, outcome, durationMs! / 1_000, this.durable);
-    if (outcome === 'succeeded' || outcome === 'abandoned')
+    if (outcome === 'succeeded' || outcome === 'abandoned' || outcome === 'left_to_workers')
       recordTaskEnd(instruments, task.name, outcome, this.durable);
   }
 
@@ -324,6 +413,7 @@ export class TaskObserver {
     const fields = failureFields(task, request, error, timedOut, durationMs);
     safeLog(this.logger, 'error', LOG_MESSAGES.taskFailed, fields);
     this.callOnTaskError(fields, error, request);
+    task.lease?.ended('failed', error);
   }
 
   /** Calls `onTaskError`; a throw or a rejection in it is logged, never let loose. */

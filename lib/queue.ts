@@ -6,7 +6,9 @@
  */
 import { inspect } from 'node:util';
 import type { Request, Response } from 'express';
+import { transactionalTask } from './claims';
 import type { DefinedTask } from './define-task';
+import type { TransactionClient } from './durable';
 import { RequestQueue } from './request-queue';
 import type { TaskRunner } from './runner';
 import { toTask } from './to-task';
@@ -60,12 +62,33 @@ export class BackgroundTasks {
   add(task: unknown, ...args: unknown[]): this {
     const runner = this.#runner;
     const queued = toTask(task, args, runner.policy, runner.maxPayloadBytes);
-    if (this.#record === undefined) {
-      this.#record = new RequestQueue(this.#req, this.#res, this.#requestId);
-      this.#req = this.#res = undefined;
-    }
-    runner.submit(this.#record, queued);
+    runner.submit(this.#recordOf(), queued);
     return this;
+  }
+
+  /**
+   * Writes a defined task's job through `db`, inside the caller's transaction: it commits or rolls
+   * back with the caller's rows. Resolves once the insert is done; rejects if it failed (then the
+   * transaction fails, and that is the caller's to handle). Once the response has ended, this
+   * process claims the job and runs it at once; if it cannot (it died, say), a worker runs it when
+   * its lease ends. Needs `durable: pgBossDurable(...)`; anything else is a TypeError. Commit before
+   * you respond: a job the claim cannot see yet waits for the workers.
+   */
+  async addInTransaction<Payload>(
+    db: TransactionClient,
+    task: DefinedTask<Payload>,
+    payload: NoInfer<Payload>,
+  ): Promise<void> {
+    const runner = this.#runner;
+    const queued = transactionalTask(
+      runner.durable,
+      db,
+      task,
+      payload,
+      runner.policy,
+      runner.maxPayloadBytes,
+    );
+    await runner.insertInTransaction(this.#recordOf(), queued, db);
   }
 
   /** Removes the tasks not yet started (not one that runs or waits to retry), and returns how many. */
@@ -74,6 +97,15 @@ export class BackgroundTasks {
     const removed = record === undefined ? 0 : record.clear();
     if (removed > 0) this.#runner.withdraw(record!, removed);
     return removed;
+  }
+
+  /** The runner's record of this request, made at the first task. */
+  #recordOf(): RequestQueue {
+    if (this.#record === undefined) {
+      this.#record = new RequestQueue(this.#req, this.#res, this.#requestId);
+      this.#req = this.#res = undefined;
+    }
+    return this.#record;
   }
 
   /** What `JSON.stringify(res.locals)` shows of the queue. */

@@ -10,6 +10,8 @@ import { performance } from 'node:perf_hooks';
 import onFinished from 'on-finished';
 import type { Logger } from 'winston';
 import { AttemptContext, TaskAbandonedError, timeoutError } from './attempt';
+import { Claims } from './claims';
+import { isTransactional, type TransactionClient } from './durable';
 import { Fifo } from './fifo';
 import { inTime } from './in-time';
 import { HandOffs } from './hand-offs';
@@ -53,6 +55,8 @@ export class TaskRunner {
   private readonly live = new LiveQueues();
   /** Defined tasks on their way to the durable queue, when there is one. */
   private readonly handOffs: HandOffs | undefined;
+  /** Tasks added with `addInTransaction()`, when the durable queue is transactional. */
+  private readonly claims: Claims | undefined;
   /** The deadlines of running async attempts. */
   private readonly timeouts = new Timeouts<RunningAttempt>((attempt) => this.timeOut(attempt));
   private idleWaiters: Array<() => void> = [];
@@ -83,6 +87,23 @@ export class TaskRunner {
               queue.scope!.runInAsyncScope(this.start, this, queue);
             },
           });
+    this.claims = isTransactional(options.durable)
+      ? new Claims(options.durable, this.observer, options.durable.leaseMarginMs, {
+          runHere: (queue, task) => {
+            // Committed with the caller's data: it runs whatever runOnAbort says.
+            queue.push(task);
+            this.track(queue);
+            queue.scope!.runInAsyncScope(this.resume, this, queue);
+          },
+          left: (queue) => this.retireIfDone(queue),
+          settled: () => this.settleIdle(),
+        })
+      : undefined;
+  }
+
+  /** The durable queue, for `addInTransaction()`'s checks. */
+  get durable(): ResolvedOptions['durable'] {
+    return this.options.durable;
   }
 
   stats(): BackgroundTasksStats {
@@ -148,10 +169,26 @@ export class TaskRunner {
     if (queue.ended) {
       // A late add may come from any async context: the tasks still run in the request's.
       queue.scope!.runInAsyncScope(this.start, this, queue);
-    } else if (!queue.watching) {
-      queue.watching = true;
-      onFinished(queue.res!, () => this.responseEnded(queue));
-    }
+    } else this.watch(queue);
+  }
+
+  /**
+   * Inserts a transactional task's job through `db` (see claims.ts); it is claimed and run here
+   * once the response has ended. Past `maxPending`, the job is left to the workers at once.
+   */
+  insertInTransaction(queue: RequestQueue, task: Task, db: TransactionClient): Promise<void> {
+    const full = this.counts.pending >= this.options.maxPending;
+    task.parentContext = activeContext();
+    this.observer.added();
+    this.track(queue);
+    if (!queue.ended) this.watch(queue);
+    return this.claims!.insert(queue, task, db, full);
+  }
+
+  private watch(queue: RequestQueue): void {
+    if (queue.watching) return;
+    queue.watching = true;
+    onFinished(queue.res!, () => this.responseEnded(queue));
   }
 
   /** Takes back tasks that `clear()` removed before they started. */
@@ -182,16 +219,24 @@ export class TaskRunner {
    * line. Whatever outlives this call no longer needs the request's objects.
    */
   private start(queue: RequestQueue): void {
+    this.claims?.responseEnded(queue);
     if (!this.options.runOnAbort && queue.describeRequest().aborted) {
       for (const task of queue.takeAll()) this.observer.rejected(task, queue, undefined);
       this.retireIfDone(queue);
     } else {
       const durable = queue.takeDurable();
       if (durable !== undefined) for (const task of durable) this.handOffs!.send(queue, task);
-      if (!queue.active && queue.hasNext()) {
-        queue.active = true;
-        this.advance(queue);
-      }
+      this.resume(queue);
+      return;
+    }
+    if (queue.isLive) queue.release();
+  }
+
+  /** Sets the queue going if it is idle with a task ready. */
+  private resume(queue: RequestQueue): void {
+    if (!queue.active && queue.hasNext()) {
+      queue.active = true;
+      this.advance(queue);
     }
     if (queue.isLive) queue.release();
   }
@@ -257,6 +302,11 @@ export class TaskRunner {
    * is waiting.
    */
   private runAttempt(queue: RequestQueue, task: Task): boolean {
+    if (task.lease !== undefined && !task.lease.covers(task.policy.timeoutMs)) {
+      // It waited too long for a slot or a retry: a worker may take the job before this attempt ends.
+      this.observer.write(this.observer.leftToWorkers(task, queue, 'lease ran out'), 'warn');
+      return true;
+    }
     task.attempt++;
     this.observer.attemptStarted(task, queue);
     const ctx =
@@ -352,6 +402,7 @@ export class TaskRunner {
   private abandonAll(): LogLine[] {
     this.waiting.clear();
     const lines = this.handOffs?.abandonAll() ?? [];
+    if (this.claims !== undefined) lines.push(...this.claims.abandonAll());
     for (const queue of this.live.takeAll()) {
       const { attempt } = queue;
       if (attempt !== undefined) {
@@ -385,7 +436,12 @@ export class TaskRunner {
   }
 
   private isIdle(): boolean {
-    return this.counts.pending === 0 && this.counts.running === 0 && !this.writingLines;
+    return (
+      this.counts.pending === 0 &&
+      this.counts.running === 0 &&
+      !this.writingLines &&
+      (this.claims?.settling ?? 0) === 0
+    );
   }
 
   private settleIdle(): void {

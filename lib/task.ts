@@ -3,7 +3,7 @@
  * makes it), with its name and policy settled at the call site.
  */
 import type { Context, Span } from '@opentelemetry/api';
-import type { Attempting } from './attempting';
+import type { Attempting, JobLease } from './attempting';
 import type { DefinedTask } from './define-task';
 import type { ResolvedPolicy } from './options';
 import type { TaskContext, TaskObject } from './types';
@@ -15,6 +15,8 @@ export class Task implements Attempting {
   span: Span | undefined = undefined;
   /** The context active at `add()`, set by the runner when it takes the task. */
   parentContext: Context | undefined = undefined;
+  /** The job's lease, for a task added with `addInTransaction()` once its insert is done. */
+  lease: JobLease | undefined = undefined;
 
   constructor(
     readonly name: string,
@@ -27,6 +29,11 @@ export class Task implements Attempting {
     /** Set for a `defineTask` task, so that a durable queue can take it instead. */
     readonly definition: DefinedTask<unknown> | undefined,
   ) {}
+
+  /** The job id of a task added with `addInTransaction()`, for its log lines. */
+  get jobId(): string | undefined {
+    return this.lease?.jobId;
+  }
 
   invoke(ctx: TaskContext | undefined): unknown {
     return this.object === undefined ? this.fn(...this.args) : this.fn.call(this.object, ctx);

@@ -33,8 +33,8 @@ export const INSTRUMENTATION_NAME = 'express-background-tasks';
 /** The package's version (a test keeps it equal to package.json's). */
 export const INSTRUMENTATION_VERSION = '0.1.0';
 
-/** How one attempt ended. */
-export type AttemptOutcome = 'succeeded' | 'failed' | 'timed_out' | 'abandoned';
+/** How one attempt ended. `left_to_workers`: drain() gave up on a transactional task while it ran. */
+export type AttemptOutcome = 'succeeded' | 'failed' | 'timed_out' | 'abandoned' | 'left_to_workers';
 /** How a task ended for good: its last attempt's outcome, or refused, or handed to a durable queue. */
 export type TaskOutcome = AttemptOutcome | 'rejected' | 'enqueued';
 

@@ -96,7 +96,9 @@ export class TransportGuard {
     this.dead = true;
     this.owner.transportFailed(this, error, true);
     for (const chunk of heldWrites(this.transport)) this.spillUnformatted(chunk);
-    if (this.inFlight.size > 0) setTimeout(() => this.spillInFlight(), IN_FLIGHT_GRACE_MS);
+    // A close waiting for the acknowledgements gets none from here on.
+    if (this.whenAcknowledged.length > 0) this.spillInFlight();
+    else if (this.inFlight.size > 0) setTimeout(() => this.spillInFlight(), IN_FLIGHT_GRACE_MS);
     this.owner.transportDied(this);
   }
 
@@ -157,37 +159,32 @@ export class TransportGuard {
   }
 
   private wrap(): void {
-    const guard = this;
     const transport = this.transport;
     const write = transport.write;
-    transport.write = function guardedWrite(chunk, encoding, callback) {
+    transport.write = (chunk, encoding, callback) => {
       if (isRecord(chunk)) tagOf(chunk);
-      if (guard.dead || guard.alreadySpilled(chunk)) {
-        if (guard.dead) guard.spillUnformatted(chunk);
+      if (this.dead || this.alreadySpilled(chunk)) {
+        if (this.dead) this.spillUnformatted(chunk);
         const done = typeof encoding === 'function' ? encoding : callback;
         if (typeof done === 'function') process.nextTick(done);
         return true;
       }
       try {
-        return write.call(this, chunk, encoding, callback);
+        return write.call(transport, chunk, encoding, callback);
       } catch (error) {
         // A transport of its own kind whose _write threw: this record is the one it failed on.
-        guard.failedOn(chunk, error, true);
+        this.failedOn(chunk, error, true);
         return true;
       }
     };
     const log = transport.log;
     if (typeof log === 'function') {
-      transport.log = function guardedLog(info, callback) {
-        return guard.log(log, this, info, callback);
-      };
+      transport.log = (info, callback) => this.log(log, transport, info, callback);
     }
     const logv = transport.logv;
     if (typeof logv === 'function') {
-      transport.logv = function guardedLogv(infos, callback) {
-        // A batch: each record is acknowledged or spilled with the batch.
-        return guard.logBatch(logv, this, infos, callback);
-      };
+      // A batch: each record is acknowledged or spilled with the batch.
+      transport.logv = (infos, callback) => this.logBatch(logv, transport, infos, callback);
     }
     const format = this.format;
     if (format !== undefined && typeof format.transform === 'function') {
@@ -198,8 +195,8 @@ export class TransportGuard {
         try {
           return format.transform(info, options);
         } catch (error) {
-          guard.owner.formatFailed(error);
-          if (isRecord(info)) guard.spillOnce(info, formatLine(info, [failingFormat]));
+          this.owner.formatFailed(error);
+          if (isRecord(info)) this.spillOnce(info, formatLine(info, [failingFormat]));
           return false;
         }
       };

@@ -54,7 +54,7 @@ export interface TaskFailure {
   readonly timedOut: boolean;
   readonly error: Error;
   readonly request: TaskRequest;
-  /** The BullMQ job id, when the task ran on a worker started by `startWorker()`. */
+  /** The job id, when the task ran on a worker started by `startWorker()`, or was added with `addInTransaction()`. */
   readonly jobId?: string;
 }
 
@@ -76,8 +76,14 @@ export interface TaskCounts {
   rejected: number;
   /** Still pending or running when `drain()` ran out of time, and logged. */
   abandoned: number;
-  /** Handed to a durable queue (BullMQ) instead of being run in this process. */
+  /** Handed to a durable queue (BullMQ, pg-boss) instead of being run in this process. */
   enqueued: number;
+  /**
+   * Added with `addInTransaction()` and not finished here: its job is left in the database for the
+   * workers. The claim after the response found no job (its transaction rolled back, or had not
+   * committed yet), or `drain()` gave it up, or its lease ran out before it could start.
+   */
+  leftToWorkers: number;
 }
 
 /** What `stats()` answers: the task counters, and the log records that could not be delivered. */
@@ -95,6 +101,6 @@ export interface BackgroundTasksStats extends TaskCounts {
 export interface DrainResult {
   /** True when every task ended before the timeout. */
   completed: boolean;
-  /** How many tasks were given up on, each logged by name. */
+  /** How many tasks were given up on, each logged by name (transactional ones included, left to the workers). */
   abandoned: number;
 }

@@ -22,7 +22,8 @@ import {
   httpErrorHandler,
   type BackgroundTasksMiddleware,
 } from '../../lib';
-import { safeLog } from '../../lib/logging';
+import { droppedRecords, safeLog } from '../../lib/logging';
+import { stderrBacklog } from '../../lib/stderr';
 
 export type TransportKind =
   /** winston's File transport, to `FILE`. */
@@ -31,7 +32,7 @@ export type TransportKind =
   | 'console'
   /** Keeps what it takes, calling back a turn later. */
   | 'late'
-  /** Keeps what it takes, 5 ms apart. */
+  /** Keeps what it takes, acknowledging one record every 5 ms. */
   | 'slow'
   /** Never calls back. */
   | 'stuck'
@@ -65,6 +66,10 @@ export interface Case {
   closeTimeoutMs?: number;
   /** Instead of closing: drain({ timeoutMs }) with the tasks still running, then close. */
   drainTimeoutMs?: number;
+  /** The logger is never given to the library: only closeLogger() sees it. */
+  unguarded?: boolean;
+  /** After the burst, says `{"burst":"done"}` on stdout and waits for stderr to take what waits. */
+  signalBurstDone?: boolean;
 }
 
 export interface Result {
@@ -115,8 +120,14 @@ function makeTransport(kind: TransportKind): Transport {
       return new winston.transports.Console();
     case 'late':
       return new Keeping(kind, (_n, callback) => later(callback));
-    case 'slow':
-      return new Keeping(kind, (_n, callback) => setTimeout(callback, 5));
+    case 'slow': {
+      // One record every 5 ms, batch or not: a transport writing to a slow peer.
+      let nextAt = 0;
+      return new Keeping(kind, (_n, callback) => {
+        nextAt = Math.max(performance.now(), nextAt) + 5;
+        setTimeout(callback, nextAt - performance.now());
+      });
+    }
     case 'stuck':
       return new Keeping(kind, () => undefined);
     case 'throws':
@@ -177,7 +188,12 @@ async function main(): Promise<void> {
     ...(spec.format === 'redacting' && { defaultMeta: { service: 'shop' } }),
     transports,
   });
-  const bg = backgroundTasks({ logger, maxPending: Infinity, timeoutMs: 0 });
+  const bg = backgroundTasks({
+    ...(!spec.unguarded && { logger }),
+    maxPending: Infinity,
+    timeoutMs: 0,
+    concurrency: Infinity,
+  });
   const delay = monitorEventLoopDelay({ resolution: 5 });
   if (spec.warmUpMs) await new Promise((resolve) => setTimeout(resolve, spec.warmUpMs));
   delay.enable();
@@ -192,20 +208,25 @@ async function main(): Promise<void> {
   } else {
     drain = await failTasks(bg, padding);
   }
+  if (spec.signalBurstDone) {
+    process.stdout.write(`${JSON.stringify({ burst: 'done' })}\n`);
+    while (stderrBacklog().lines > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  // closeLogger() may block at exit (within its timeout): the stall bound is for the time before.
+  delay.disable();
   const started = performance.now();
   const closed = await closeLogger(logger, { timeoutMs: spec.closeTimeoutMs ?? 5_000 });
   const closeMs = performance.now() - started;
-  delay.disable();
   const result: Result = {
     delivered: Object.fromEntries(
       transports.filter((t): t is Keeping => t instanceof Keeping).map((t) => [t.kind, t.ids]),
     ),
-    stats: bg.stats(),
+    stats: { ...bg.stats(), logRecordsDropped: droppedRecords(logger) },
     closed,
     closeMs,
     ...(drain && { drain }),
     maxLoopDelayMs: delay.max / 1e6,
-    maxStderrTurnMs: maxStderrTurnMs(),
+    maxStderrTurnMs: stderrBacklog().maxTurnMs,
   };
   writeFileSync(process.env.RESULT_FILE!, JSON.stringify(result));
   process.exit(0);
@@ -219,7 +240,7 @@ async function main(): Promise<void> {
 async function failTasks(bg: BackgroundTasksMiddleware, padding: string): Promise<Result['drain']> {
   const app = express();
   app.use(bg);
-  app.post('/', (_req, res) => {
+  app.use((_req, res) => {
     for (let i = 0; i < spec.records; i++) {
       const id = `r${i}`;
       res.locals.backgroundTasks.add({
@@ -238,7 +259,10 @@ async function failTasks(bg: BackgroundTasksMiddleware, padding: string): Promis
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  await fetch(`http://127.0.0.1:${port}/${spec.format === 'redacting' ? '?token=SECRET-1' : ''}`, {
+  const path = { redacting: '/?token=SECRET-1', throwing: '/throw?token=SECRET-1', json: '/' }[
+    spec.format ?? 'json'
+  ];
+  await fetch(`http://127.0.0.1:${port}${path}`, {
     method: 'POST',
   });
   server.close();
@@ -250,19 +274,6 @@ async function failTasks(bg: BackgroundTasksMiddleware, padding: string): Promis
   const started = performance.now();
   const { completed, abandoned } = await bg.drain({ timeoutMs: spec.drainTimeoutMs });
   return { completed, abandoned, ms: performance.now() - started };
-}
-
-/** The fallback's longest time spent writing in one turn, where this version of the library records it. */
-function maxStderrTurnMs(): number {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (
-      (require('../../lib/stderr') as { stderrBacklog(): { maxTurnMs?: number } }).stderrBacklog()
-        .maxTurnMs ?? -1
-    );
-  } catch {
-    return -1;
-  }
 }
 
 void main();

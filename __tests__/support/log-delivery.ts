@@ -12,8 +12,11 @@ import type { Case, Result } from './log-delivery-child';
 
 export type { Case, Result };
 
-/** How the parent reads a pipe: as fast as it can, a few KB at a time, or not until the child has exited. */
-export type Reader = 'fast' | 'slow' | 'stopped';
+/**
+ * How the parent reads a pipe: as fast as it can, a few KB at a time, not until the child has
+ * exited, or (`resumed`) not until the child says `{"burst":"done"}` on stdout.
+ */
+export type Reader = 'fast' | 'slow' | 'stopped' | 'resumed';
 
 export interface Run {
   result: Result;
@@ -48,9 +51,20 @@ export async function runCase(spec: Case, readers: Readers = {}): Promise<Run> {
       },
     );
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const burstDone = new Promise<void>((resolve) => {
+      let seen = '';
+      const look = (chunk: Buffer) => {
+        seen += chunk.toString();
+        if (!seen.includes('{"burst":"done"}')) return;
+        child.stdout.off('data', look);
+        resolve();
+      };
+      child.stdout.on('data', look);
+    });
+    const when = { exited, burstDone };
     const [stdout, stderr] = await Promise.all([
-      read(child.stdout, readers.stdout ?? 'fast', readers, exited),
-      read(child.stderr, readers.stderr ?? 'fast', readers, exited),
+      read(child.stdout, readers.stdout ?? 'fast', readers, when),
+      read(child.stderr, readers.stderr ?? 'fast', readers, when),
     ]);
     const exitCode = await exited;
     const stderrLines = lines(stderr);
@@ -64,7 +78,7 @@ export async function runCase(spec: Case, readers: Readers = {}): Promise<Run> {
       exitCode,
     };
   } catch (error) {
-    throw new Error(`case ${JSON.stringify(spec)} failed: ${String(error)}`);
+    throw new Error(`case ${JSON.stringify(spec)} failed: ${String(error)}`, { cause: error });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -81,7 +95,7 @@ export function idCounts(records: Array<Record<string, unknown>>): Map<string, n
 }
 
 /**
- * Reads a pipe to its end, at the reader's pace. A slow or stopped reader listens for
+ * Reads a pipe to its end, at the reader's pace. A reader that is not fast listens for
  * 'readable' and takes what it wants with read(): Node resumes, at the child's exit, any stdio
  * stream of the parent that nobody listens to that way, and what it then reads is thrown away.
  */
@@ -89,7 +103,7 @@ function read(
   stream: Readable,
   reader: Reader,
   readers: Readers,
-  exited: Promise<unknown>,
+  when: { exited: Promise<unknown>; burstDone: Promise<unknown> },
 ): Promise<string> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -98,8 +112,9 @@ function read(
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       return;
     }
-    let reading = reader === 'slow';
+    let takingAll = false;
     const takeAll = () => {
+      takingAll = true;
       for (
         let chunk = stream.read() as Buffer | null;
         chunk !== null;
@@ -108,23 +123,21 @@ function read(
         chunks.push(chunk);
     };
     stream.on('readable', () => {
-      if (!reading) takeAll();
+      if (takingAll) takeAll();
     });
-    const bytes = readers.slowBytes ?? 4096;
     const timer =
       reader === 'slow'
         ? setInterval(() => {
-            const chunk = stream.read(bytes) as Buffer | null;
+            const chunk = stream.read(readers.slowBytes ?? 4096) as Buffer | null;
             if (chunk !== null) chunks.push(chunk);
           }, readers.slowEveryMs ?? 20)
         : undefined;
-    // A stopped reader starts reading once the child has exited; a slow one reads all that is left.
-    reading = true;
-    void exited.then(() => {
-      clearInterval(timer);
-      reading = false;
-      takeAll();
-    });
+    void (reader === 'resumed' ? Promise.race([when.burstDone, when.exited]) : when.exited).then(
+      () => {
+        clearInterval(timer);
+        takeAll();
+      },
+    );
   });
 }
 

@@ -4,7 +4,7 @@
  * the binary (`apt-get install redis-server`); without it the tests fail saying so.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
+import { freePort } from './ports';
 
 /** The binary: `REDIS_SERVER`, else `redis-server` on the PATH. */
 const BINARY = process.env.REDIS_SERVER ?? 'redis-server';
@@ -94,16 +94,5 @@ function stopChild(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     child.once('exit', () => resolve());
     child.kill('SIGTERM');
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
   });
 }

@@ -4,7 +4,6 @@
  */
 import type { ConnectionOptions, Worker, WorkerOptions } from 'bullmq';
 import type { Logger } from 'winston';
-import { isDefinedTask } from '../define-task';
 import { useLogger } from '../logging';
 import {
   BACKGROUND_TASKS_DEFAULTS,
@@ -13,11 +12,11 @@ import {
   checkInteger,
   checkOptionsObject,
   fail,
-  resolvePolicy,
 } from '../options';
+import { tasksByName } from '../job-attempt';
 import type { BackgroundTasksStats, TaskFailure } from '../types';
 import { resolveLocation, type QueueLocation } from './connection';
-import { JobRunner, type AnyDefinedTask, type Runnable } from './job-runner';
+import { JobRunner, type AnyDefinedTask } from './job-runner';
 import { ReadingWorker } from './unreadable-job';
 
 export type { AnyDefinedTask };
@@ -111,30 +110,6 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
     .then(() => (ready = true))
     .catch(() => undefined);
   return { worker, close: () => worker.close(!ready), stats: () => runner.stats() };
-}
-
-function tasksByName(where: string, tasks: unknown, timeoutMs: number): Map<string, Runnable> {
-  if (!Array.isArray(tasks) || tasks.length === 0)
-    fail(where, 'tasks', 'a non-empty array of defineTask() tasks', tasks);
-  const byName = new Map<string, Runnable>();
-  for (const definition of tasks) {
-    if (!isDefinedTask(definition))
-      fail(where, 'tasks', 'an array of defineTask() tasks only', definition);
-    if (byName.has(definition.name)) {
-      throw new TypeError(
-        `${where}(): two tasks are named "${definition.name}"; task names must be unique`,
-      );
-    }
-    const policy = resolvePolicy(where, definition.options, {
-      ...BACKGROUND_TASKS_DEFAULTS,
-      timeoutMs,
-    });
-    byName.set(definition.name, {
-      definition: definition as AnyDefinedTask,
-      timeoutMs: policy.timeoutMs,
-    });
-  }
-  return byName;
 }
 
 function checkWorkerOptions(where: string, value: unknown): Partial<WorkerOptions> {

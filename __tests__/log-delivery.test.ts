@@ -61,10 +61,14 @@ function expectAccounted(run: Run, spec: Case, transport?: Case['transports'][nu
   const counts = ledger(run, spec, transport);
   expect(run.exitCode).toBe(0);
   expect(run.stderrText).toEqual([]);
-  expect({ twice: counts.twice, missingUncounted: counts.missing - counts.dropped }).toEqual({
+  // A Console transport's records that stdout still held at a close that timed out are in doubt:
+  // Node may write them at exit, or not.
+  const uncounted = counts.missing - counts.dropped;
+  expect({ twice: counts.twice, uncounted: Math.max(0, uncounted - run.result.inDoubt) }).toEqual({
     twice: 0,
-    missingUncounted: 0,
+    uncounted: 0,
   });
+  expect(uncounted).toBeGreaterThanOrEqual(0);
   return counts;
 }
 

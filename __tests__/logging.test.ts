@@ -1,10 +1,10 @@
 /**
  * Where log records go when the logger cannot take them, and how a process gets every line out
- * before it exits: a logger that throws or fails sends its records to stderr; one that stops
- * acknowledging holds at most MAX_UNACKNOWLEDGED records and the rest reach stderr;
- * `closeLogger()` resolves once a File transport has written everything; a record after that
- * reaches stderr; error messages and stacks are cut to a bound. What reaches stderr is read from
- * a real child process's stderr.
+ * before it exits: a record a transport throws on or fails goes to stderr; a logger that stops
+ * acknowledging holds at most LOGGER_ROOM of the library's records, and after STALL_MS the rest
+ * reach stderr; `closeLogger()` resolves once a File transport has written everything; a record
+ * after that reaches stderr; error messages and stacks are cut to a bound. What reaches stderr
+ * is read from a real child process's stderr. (log-delivery.test.ts covers the faults in depth.)
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ import request from 'supertest';
 import winston from 'winston';
 import Transport from 'winston-transport';
 import { LOG_MESSAGES, closeLogger } from '../lib';
-const MAX_UNACKNOWLEDGED = 1000;
+import { LOGGER_ROOM } from '../lib/logger-guard';
 import { MAX_LOGGED_CHARS } from '../lib/thrown';
 import { EXPRESS_VERSIONS, makeApp } from './support/apps';
 
@@ -63,11 +63,15 @@ describe('a logger whose transport never acknowledges a record', () => {
     run = await runChild('stuck');
   }, 60_000);
 
-  test(`holds at most ${MAX_UNACKNOWLEDGED} records: of 20,000 failures at least 19,000 reach stderr`, () => {
+  test(`holds at most ${LOGGER_ROOM} of the library's records: of 22,000 failures every other one reaches stderr, or is counted as dropped`, () => {
     const failures = run.stderr.filter((r) => r.message === LOG_MESSAGES.taskFailed);
-    // The 2,000 of the warm-up fill the logger first; the 20,000 after them all overflow.
-    expect(failures.length).toBeGreaterThanOrEqual(19_000 + 2_000 - MAX_UNACKNOWLEDGED - 100);
-    expect(failures.length).toBeLessThanOrEqual(22_000);
+    const { stats } = run.events[0] as { stats: { logRecordsDropped: number } };
+    // The warm-up fills the logger first; past that, every record goes to stderr, whose buffer is
+    // bounded: a reader slower than 20,000 failures in a few turns makes it drop (and count) some.
+    // Besides the logger's room, the transport holds its own buffer (16) and the record it was given.
+    const held = 22_000 - failures.length - stats.logRecordsDropped;
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(LOGGER_ROOM + 17);
     expect(failures[0]).toMatchObject({
       level: 'error',
       task: 'failingTask',
@@ -76,9 +80,9 @@ describe('a logger whose transport never acknowledges a record', () => {
     expect(run.events[0].stats).toMatchObject({ failed: 22_000, pending: 0, running: 0 });
   });
 
-  test('says once on stderr that the logger is not keeping up', () => {
+  test('says once on stderr that the logger took no record for a second', () => {
     expect(run.stderr.filter((r) => r.message === LOG_MESSAGES.loggerStalled)).toEqual([
-      expect.objectContaining({ level: 'error', waiting: MAX_UNACKNOWLEDGED }),
+      expect.objectContaining({ level: 'error', waiting: expect.any(Number) }),
     ]);
   });
 
@@ -99,7 +103,7 @@ test('a failure logged after closeLogger() reaches stderr, not the void', async 
   ]);
 }, 30_000);
 
-test('a winston transport that throws: the response is sent, and that record and every later one go to stderr', async () => {
+test('a winston transport that throws on every record: the response is sent, and each record goes to stderr, after one line that says so', async () => {
   const run = await runChild('throwing');
   expect(run.events[0]).toMatchObject({
     response: { status: 500, body: 'Internal Server Error' },
@@ -107,21 +111,24 @@ test('a winston transport that throws: the response is sent, and that record and
   });
   expect(run.stderr).toEqual([
     expect.objectContaining({
-      message: LOG_MESSAGES.requestFailed,
+      message: LOG_MESSAGES.loggerFailed,
+      forGood: false,
       loggerError: expect.objectContaining({ message: 'transport is broken' }),
     }),
+    expect.objectContaining({ message: LOG_MESSAGES.requestFailed, status: 500 }),
     expect.objectContaining({ message: LOG_MESSAGES.taskFailed, task: 'failingTask' }),
   ]);
 }, 30_000);
 
-test('a winston transport that fails asynchronously: no crash, and later records go to stderr', async () => {
+test('a winston transport that calls back with an error a tick later: no crash, and each record it failed goes to stderr', async () => {
   const run = await runChild('failing-later');
   expect(run.events[0]).toMatchObject({
-    delivered: [LOG_MESSAGES.taskFailed],
+    delivered: [LOG_MESSAGES.taskFailed, LOG_MESSAGES.taskFailed],
     stats: { failed: 2 },
   });
   expect(run.stderr.map((record) => record.message)).toEqual([
     LOG_MESSAGES.loggerFailed,
+    LOG_MESSAGES.taskFailed,
     LOG_MESSAGES.taskFailed,
   ]);
 }, 30_000);

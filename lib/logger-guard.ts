@@ -57,6 +57,8 @@ interface Waiting {
 export class LoggerGuard implements TransportOwner, DropCount {
   /** Records of this logger that stderr could not take either. */
   dropped = 0;
+  /** Records a Console transport had handed to stdout, not yet written there, at a close that timed out. */
+  inDoubt = 0;
   /** `closeLogger()` was called: the library's records go to stderr from now on. */
   closed = false;
   readonly spilledForAll = new WeakSet<object>();
@@ -147,9 +149,11 @@ export class LoggerGuard implements TransportOwner, DropCount {
   /**
    * Gives everything still held to stderr: the records waiting here, and those winston holds
    * (unformatted, formatted, and in each transport), each once. For a close that timed out.
+   * Returns how many records it gave, and how many a Console transport left in doubt.
    */
-  spillHeld(): number {
+  spillHeld(): { spilled: number; inDoubt: number } {
     let spilled = 0;
+    let inDoubt = 0;
     for (let record = this.waiting.shift(); record !== undefined; record = this.waiting.shift()) {
       this.spillRecord(record.level, record.message, record.fields);
       spilled++;
@@ -157,9 +161,10 @@ export class LoggerGuard implements TransportOwner, DropCount {
     const format = this.logger.format as Format | undefined;
     for (const chunk of heldWrites(this.logger)) spilled += this.spillForAll(chunk, [format]);
     for (const chunk of heldReads(this.logger)) spilled += this.spillForAll(chunk, []);
-    for (const guard of this.guarded) guard.spillHeld();
+    for (const guard of this.guarded) inDoubt += guard.spillHeld();
+    this.inDoubt += inDoubt;
     this.wakeRoomWaiters();
-    return spilled;
+    return { spilled, inDoubt };
   }
 
   /** Writes a record straight to stderr, formatted as the logger would have formatted it. */

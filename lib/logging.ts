@@ -59,6 +59,14 @@ export function spillRecord(
   guardOf(logger).spillRecord(level, message, fields);
 }
 
+/**
+ * How many of `logger`'s records a close that timed out left in doubt: handed by a Console
+ * transport to stdout, which had not written them yet (Node may write them at exit, or not).
+ */
+export function recordsInDoubt(logger: Logger): number {
+  return guardOf(logger).inDoubt;
+}
+
 /** How many of `logger`'s records were dropped: stderr could not take them either. */
 export function droppedRecords(logger: Logger): number {
   return guardOf(logger).dropped;
@@ -90,13 +98,14 @@ export function closeLogger(logger: Logger, options?: CloseLoggerOptions): Promi
   const waitUntil = deadline - Math.min(1_000, limit / 4);
   return closing(logger, waitUntil).then((finished) => {
     if (!finished) {
-      const spilled = guard.spillHeld();
+      const { spilled, inDoubt } = guard.spillHeld();
       writeToStderr(
         JSON.stringify({
           level: 'error',
           message: LOG_MESSAGES.loggerCloseTimedOut,
           timeoutMs: limit,
           spilled,
+          ...(inDoubt > 0 && { inDoubt }),
         }),
       );
     }

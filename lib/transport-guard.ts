@@ -8,7 +8,7 @@
  * instead, formatted as the transport would have formatted it. Records it takes are acknowledged
  * to the logger's guard, which tells a slow logger from a stuck one.
  */
-import { formatLine, lineOf, LEVEL, type Format, type Info } from './log-format';
+import { formatLine, lineOf, LEVEL, MESSAGE, type Format, type Info } from './log-format';
 import { heldWrites } from './stream-backlog';
 
 /** What a transport's guard reports to the guard of its logger. */
@@ -102,10 +102,43 @@ export class TransportGuard {
     this.owner.transportDied(this);
   }
 
-  /** What the transport holds at a close that timed out: each record goes to stderr, once. */
-  spillHeld(): void {
+  /**
+   * What the transport holds at a close that timed out: each record goes to stderr, once.
+   * Returns how many records are in doubt: see `settleConsoleWrites`.
+   */
+  spillHeld(): number {
+    const inDoubt = this.console === undefined ? 0 : this.settleConsoleWrites(this.console);
     this.spillInFlight();
     for (const chunk of heldWrites(this.transport)) this.spillUnformatted(chunk);
+    return inDoubt;
+  }
+
+  /**
+   * A Console transport's records in flight are in Node's stdout (or stderr) buffer, or have left
+   * it and wait only for their callback. Those whose bytes have left (the oldest: the last
+   * `writableLength` bytes are still held) are acknowledged. The others are in doubt: Node may
+   * write them at exit, or lose them; they are neither written to stderr again (it would be a
+   * second copy) nor counted as dropped, but counted here, for the close's notice.
+   */
+  private settleConsoleWrites(console: ConsoleStreams): number {
+    const pendings = [...this.inFlight];
+    const held = new Map<object, number>();
+    let inDoubt = 0;
+    for (let i = pendings.length - 1; i >= 0; i--) {
+      const pending = pendings[i];
+      const stream = console.streamFor(pending.info);
+      const left = held.get(stream) ?? stream.writableLength ?? 0;
+      const line = pending.info[MESSAGE];
+      held.set(stream, left - (typeof line === 'string' ? Buffer.byteLength(line) + 1 : 0));
+      if (left <= 0) pending.acknowledge?.();
+      else {
+        pending.done = true;
+        this.inFlight.delete(pending);
+        inDoubt++;
+      }
+    }
+    this.wakeIfAcknowledged();
+    return inDoubt;
   }
 
   private spillInFlight(): void {
@@ -215,7 +248,7 @@ export class TransportGuard {
       this.spillOnce(info, lineOf(info));
       return callback?.();
     }
-    const pending: Pending = { info, done: false };
+    const pending: Pending = { info, done: false, acknowledge: () => acknowledged() };
     this.inFlight.add(pending);
     const acknowledged = (error?: unknown) => {
       if (pending.done) return;
@@ -328,6 +361,8 @@ function afterConsoleWrite(
 interface Pending {
   readonly info: Info;
   done: boolean;
+  /** Acknowledges it now, as its transport would have. */
+  readonly acknowledge?: () => void;
 }
 
 /** A format that throws: `formatLine` then writes the minimal line. */

@@ -17,7 +17,13 @@ import type { Logger } from 'winston';
 import { Fifo } from './fifo';
 import { formatLine, lineOf, minimalLine, recordOf, type Format, type Info } from './log-format';
 import { LOG_MESSAGES, type LogLevel } from './log-messages';
-import { dropIfFull, takeUnreportedDrops, writeToStderr, type DropCount } from './stderr';
+import {
+  dropIfFull,
+  stderrHasRoom,
+  takeUnreportedDrops,
+  writeToStderr,
+  type DropCount,
+} from './stderr';
 import { heldReads, heldWrites, isEnded, waitingOn } from './stream-backlog';
 import { errorFields, toError } from './thrown';
 import {
@@ -90,14 +96,8 @@ export class LoggerGuard implements TransportOwner, DropCount {
       return;
     }
     this.adoptTransports();
-    if (this.stalled) {
-      if (!this.hasMoved()) {
-        this.spillRecord(level, message, fields);
-        return;
-      }
-      this.stalled = false;
-    }
-    if (this.waiting.length === 0 && this.hasRoom()) {
+    if (this.stalled && this.hasMoved()) this.stalled = false;
+    if (this.waiting.length === 0 && !this.stalled && this.hasRoom()) {
       this.write(level, message, fields);
       return;
     }
@@ -105,7 +105,8 @@ export class LoggerGuard implements TransportOwner, DropCount {
       this.spillRecord(level, message, fields);
       return;
     }
-    if (this.waiting.length === 0) this.movedAt = performance.now();
+    // The stall clock starts when records begin to wait (a stuck logger's clock keeps running).
+    if (this.waiting.length === 0 && !this.stalled) this.movedAt = performance.now();
     this.waiting.push({
       level,
       message,
@@ -133,11 +134,17 @@ export class LoggerGuard implements TransportOwner, DropCount {
     });
   }
 
-  /** Resolves once no record waits here and winston holds none: all handed to the transports. */
+  /**
+   * Resolves `true` once no record waits here, winston holds none, and every live transport has
+   * taken and acknowledged every record it was given; `false` at `deadline`. Only then may the
+   * logger be ended: a transport ended while it holds records (winston's File transport waiting
+   * for its stream's 'drain', say) may never write them.
+   */
   settled(deadline: number): Promise<boolean> {
     return new Promise((resolve) => {
       const check = () => {
-        if (this.waiting.length === 0 && waitingOn(this.logger) === 0) return resolve(true);
+        if (this.waiting.length === 0 && waitingOn(this.logger) === 0 && this.transportsIdle())
+          return resolve(true);
         if (performance.now() >= deadline) return resolve(false);
         this.feed();
         setTimeout(check, FEED_MS);
@@ -218,6 +225,11 @@ export class LoggerGuard implements TransportOwner, DropCount {
     });
   }
 
+  private transportsIdle(): boolean {
+    for (const guard of this.guarded) if (!guard.dead && !guard.idle()) return false;
+    return true;
+  }
+
   /** Gives to stderr what the transports that failed for good still hold: they will never write it. */
   spillFromDead(): void {
     for (const guard of this.guarded) if (guard.dead) guard.spillHeld();
@@ -270,33 +282,46 @@ export class LoggerGuard implements TransportOwner, DropCount {
     }
   }
 
-  /** Offers waiting records to the logger while it has room; a logger that has not moved for STALL_MS is stuck. */
+  /**
+   * Hands waiting records on: to the logger while it has room, or, while it is stuck, to stderr
+   * while stderr has room (so that a burst waits here rather than overflow stderr's buffer). A
+   * logger that has not moved for STALL_MS while records wait is stuck.
+   */
   private feed(): void {
     this.feedSoon = false;
     const held = waitingOn(this.logger);
     if (held < this.heldBefore) this.movedAt = performance.now(); // a logger without guarded transports
-    while (this.waiting.length > 0 && this.hasRoom()) {
-      const { level, message, fields, scope } = this.waiting.shift()!;
-      scope.runInAsyncScope(this.write, this, level, message, fields);
+    if (this.stalled && this.hasMoved()) this.stalled = false;
+    if (!this.stalled) {
+      while (this.waiting.length > 0 && this.hasRoom()) {
+        const { level, message, fields, scope } = this.waiting.shift()!;
+        scope.runInAsyncScope(this.write, this, level, message, fields);
+      }
+    } else {
+      while (this.waiting.length > 0 && stderrHasRoom()) {
+        const { level, message, fields } = this.waiting.shift()!;
+        this.spillRecord(level, message, fields);
+      }
     }
     this.heldBefore = waitingOn(this.logger);
-    if (this.waiting.length === 0 && (this.whenRoom.length === 0 || this.hasRoom())) {
+    if (
+      this.waiting.length === 0 &&
+      (this.whenRoom.length === 0 || this.hasRoom() || this.stalled)
+    ) {
       this.wakeRoomWaiters();
       return;
     }
-    if (this.stuckFor()) this.stall();
-    else this.scheduleFeed();
+    if (!this.stalled && this.stuckFor()) {
+      this.stall();
+      this.feed();
+    } else this.scheduleFeed();
   }
 
   /** The logger is stuck: what waits goes to stderr, and so will its records until it moves. */
   private stall(): void {
-    if (!this.stalled) {
-      this.stalled = true;
-      this.stalledWith = waitingOn(this.logger);
-      this.notice(LOG_MESSAGES.loggerStalled, { waiting: this.stalledWith + this.waiting.length });
-    }
-    for (let record = this.waiting.shift(); record !== undefined; record = this.waiting.shift())
-      this.spillRecord(record.level, record.message, record.fields);
+    this.stalled = true;
+    this.stalledWith = waitingOn(this.logger);
+    this.notice(LOG_MESSAGES.loggerStalled, { waiting: this.stalledWith + this.waiting.length });
     this.wakeRoomWaiters();
   }
 

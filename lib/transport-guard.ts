@@ -9,7 +9,7 @@
  * to the logger's guard, which tells a slow logger from a stuck one.
  */
 import { formatLine, lineOf, LEVEL, MESSAGE, type Format, type Info } from './log-format';
-import { heldWrites } from './stream-backlog';
+import { heldWrites, waitingOn } from './stream-backlog';
 
 /** What a transport's guard reports to the guard of its logger. */
 export interface TransportOwner {
@@ -76,6 +76,11 @@ export class TransportGuard {
    * path (`_writev`) tells the stream a batch is done as soon as it has handed each record to
    * `log()`, so 'finish' can come while the records are still being written.
    */
+  /** Holds nothing: no record in its buffer, none given to `log()` and not acknowledged. */
+  idle(): boolean {
+    return this.inFlight.size === 0 && waitingOn(this.transport) === 0;
+  }
+
   acknowledgedAll(): Promise<void> {
     if (this.inFlight.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.whenAcknowledged.push(resolve));

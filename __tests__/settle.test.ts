@@ -1,7 +1,7 @@
 /**
  * No value a user's code returns can crash the process. Every place the library settles what user
- * code returned (a task, `onTaskError`, an override's `handle`, a notifier, a BullMQ worker's
- * handler) is handed native promises, rejected and resolved, with a throwing `constructor`
+ * code returned (a task, `onTaskError`, an override's `handle`, a notifier, a durable queue's
+ * `enqueue`, a BullMQ worker's handler) is handed native promises, rejected and resolved, with a throwing `constructor`
  * getter, an own `then` and `Symbol.species` traps, and thenables whose `then` throws after
  * calling back. Each site runs in a child process, where an unhandled rejection or an uncaught
  * exception would end it with exit code 1 and the error on stderr.
@@ -111,6 +111,26 @@ describe('settle(): a value returned by user code never crashes the process', ()
         ),
       ).toEqual(expected);
       for (const line of lines) expect(line.overrideFailed).not.toContain('did not respond');
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "returned by a durable queue's enqueue: a success is an enqueue, a failure is logged and the task runs here",
+    async () => {
+      const lines = linesOf(await runChild('durable'));
+      let enqueued = 0;
+      const seen = lines.map((line) => {
+        const stats = line.stats as Stats;
+        const outcome =
+          stats.enqueued === enqueued + 1 && line.enqueueFailed === 0 ? 'succeeded' : 'failed';
+        enqueued = stats.enqueued;
+        return outcome;
+      });
+      expect(seen).toEqual(expected);
+      // Each refused hand-off ran in-process instead: every task is accounted for.
+      const last = lines.at(-1)!.stats as Stats;
+      expect(last.enqueued + last.succeeded).toBe(HOSTILE_VALUES.length);
     },
     TIMEOUT,
   );

@@ -1,6 +1,6 @@
 /**
  * The child process of settle.test.ts: one `settle()` call site (`SITE`: task, onTaskError,
- * override, notifier, worker) handed each hostile value of `hostile-values.ts` in turn, in a real
+ * override, notifier, durable (a durable queue's `enqueue`), worker) handed each hostile value of `hostile-values.ts` in turn, in a real
  * process, so that an unhandled rejection or an uncaught exception shows as a crash (its exit
  * code and stderr). Prints one JSON line per value as it is done (what the library counted and
  * logged for it), then `{ "done": true }`.
@@ -41,11 +41,15 @@ async function inProcess(): Promise<void> {
     logger: log.logger,
     timeoutMs: 2_000,
     onTaskError: site === 'onTaskError' ? () => current.make() : undefined,
+    // A durable queue of the app's own: what its enqueue returns is settled too.
+    durable: site === 'durable' ? { enqueue: () => current.make() as Promise<unknown> } : undefined,
   });
+  const handedOff = defineTask('handedOff', () => undefined);
   const app = express();
   app.use(bg);
   app.get('/', (_req, res, next) => {
     if (site === 'task') res.locals.backgroundTasks.add(function hostileTask() { return current.make(); }); // prettier-ignore
+    if (site === 'durable') res.locals.backgroundTasks.add(handedOff, null);
     if (site === 'onTaskError')
       res.locals.backgroundTasks.add(function failingTask() {
         throw new Error('the task failed');
@@ -86,6 +90,7 @@ async function inProcess(): Promise<void> {
       status: response.status,
       body: response.body,
       stats: bg.stats(),
+      enqueueFailed: log.find(LOG_MESSAGES.enqueueFailed).length,
       hookFailed: log.find(LOG_MESSAGES.hookFailed).length,
       overrideFailed: log.find(LOG_MESSAGES.overrideFailed).map((r) => r.reason),
       failedWith: log.find(LOG_MESSAGES.taskFailed).map((r) => (r.error as { name: string }).name),

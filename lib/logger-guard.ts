@@ -63,7 +63,7 @@ interface Waiting {
 export class LoggerGuard implements TransportOwner, DropCount {
   /** Records of this logger that stderr could not take either. */
   dropped = 0;
-  /** Records a Console transport had handed to stdout, not yet written there, at a close that timed out. */
+  /** Records a transport had been given and not acknowledged at a close that timed out: see `TransportGuard.spillHeld`. */
   inDoubt = 0;
   /** `closeLogger()` was called: the library's records go to stderr from now on. */
   closed = false;

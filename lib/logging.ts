@@ -60,8 +60,9 @@ export function spillRecord(
 }
 
 /**
- * How many of `logger`'s records a close that timed out left in doubt: handed by a Console
- * transport to stdout, which had not written them yet (Node may write them at exit, or not).
+ * How many of `logger`'s records a close that timed out left in doubt: handed to a transport
+ * (or by a Console transport to stdout) that had not acknowledged them yet, and may have written
+ * them, or may not.
  */
 export function recordsInDoubt(logger: Logger): number {
   return guardOf(logger).inDoubt;

@@ -108,12 +108,24 @@ export class TransportGuard {
   }
 
   /**
-   * What the transport holds at a close that timed out: each record goes to stderr, once.
-   * Returns how many records are in doubt: see `settleConsoleWrites`.
+   * What the transport holds at a close that timed out. The records in its buffer, never handed
+   * to `log()`, go to stderr. Those it was given and has not acknowledged are in doubt: a
+   * transport may write a record before it calls back (winston's File transport calls back only
+   * once its stream has drained), so a copy on stderr could be a second one. They are counted,
+   * for the close's notice, and left; except those of a Console transport whose bytes have
+   * visibly left stdout, which are acknowledged, and those of a transport that failed for good,
+   * which go to stderr. Returns how many are in doubt.
    */
   spillHeld(): number {
-    const inDoubt = this.console === undefined ? 0 : this.settleConsoleWrites(this.console);
-    this.spillInFlight();
+    let inDoubt = 0;
+    if (this.dead) this.spillInFlight();
+    else {
+      if (this.console !== undefined) this.settleConsoleWrites(this.console);
+      inDoubt = this.inFlight.size;
+      for (const pending of this.inFlight) pending.done = true;
+      this.inFlight.clear();
+      this.wakeIfAcknowledged();
+    }
     for (const chunk of heldWrites(this.transport)) this.spillUnformatted(chunk);
     return inDoubt;
   }
@@ -121,29 +133,18 @@ export class TransportGuard {
   /**
    * A Console transport's records in flight are in Node's stdout (or stderr) buffer, or have left
    * it and wait only for their callback. Those whose bytes have left (the oldest: the last
-   * `writableLength` bytes are still held) are acknowledged. The others are in doubt: Node may
-   * write them at exit, or lose them; they are neither written to stderr again (it would be a
-   * second copy) nor counted as dropped, but counted here, for the close's notice.
+   * `writableLength` bytes are still held) are acknowledged.
    */
-  private settleConsoleWrites(console: ConsoleStreams): number {
+  private settleConsoleWrites(console: ConsoleStreams): void {
     const pendings = [...this.inFlight];
     const held = new Map<object, number>();
-    let inDoubt = 0;
     for (let i = pendings.length - 1; i >= 0; i--) {
-      const pending = pendings[i];
-      const stream = console.streamFor(pending.info);
+      const stream = console.streamFor(pendings[i].info);
       const left = held.get(stream) ?? stream.writableLength ?? 0;
-      const line = pending.info[MESSAGE];
+      const line = pendings[i].info[MESSAGE];
       held.set(stream, left - (typeof line === 'string' ? Buffer.byteLength(line) + 1 : 0));
-      if (left <= 0) pending.acknowledge?.();
-      else {
-        pending.done = true;
-        this.inFlight.delete(pending);
-        inDoubt++;
-      }
+      if (left <= 0) pendings[i].acknowledge?.();
     }
-    this.wakeIfAcknowledged();
-    return inDoubt;
   }
 
   private spillInFlight(): void {

@@ -9,6 +9,7 @@ import { resolveOptions, type BackgroundTasksOptions } from './options';
 import { BackgroundTasks } from './queue';
 import { requestIdOf } from './request-id';
 import { TaskRunner, type DrainOptions } from './runner';
+import { MAX_NAME_CHARS, clip } from './thrown';
 import type { BackgroundTasksStats, DrainResult } from './types';
 
 /** What `idle()`, `stats()` and `drain()` are called on: the middleware, or the error handler's own runner. */
@@ -52,7 +53,9 @@ export function queueOf(runner: TaskRunner, req: Request, res: Response): Backgr
   const existing = locals.backgroundTasks;
   if (existing !== undefined) return existing;
   if (typeof locals.requestId !== 'string') locals.requestId = requestIdOf(req);
-  return (locals.backgroundTasks = new BackgroundTasks(runner, req, res, locals.requestId));
+  // An id set by an earlier middleware may be of any length: logs and spans carry it clipped.
+  const requestId = clip(locals.requestId, MAX_NAME_CHARS);
+  return (locals.backgroundTasks = new BackgroundTasks(runner, req, res, requestId));
 }
 
 /** @internal The runner behind a middleware made by `backgroundTasks()`. */

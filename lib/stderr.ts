@@ -8,6 +8,7 @@
  */
 import { writevSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { noticeLine } from './log-format';
 import { LOG_MESSAGES } from './log-messages';
 
 /** The most time the fallback spends writing to stderr in one turn of the event loop, in ms. */
@@ -60,6 +61,11 @@ export function giveUpOn(owner: DropCount): void {
  */
 export function takeUnreportedDrops(): number {
   return fallback.takeUnreported();
+}
+
+/** Counts `count` drops as not yet reported again: a logger that was to report them failed. */
+export function restoreUnreportedDrops(count: number): void {
+  fallback.restoreUnreported(count);
 }
 
 export interface Backlog {
@@ -156,6 +162,10 @@ class StderrFallback {
     }
     this.lines = kept;
     this.head = 0;
+  }
+
+  restoreUnreported(count: number): void {
+    this.unreported += count;
   }
 
   takeUnreported(): number {
@@ -328,6 +338,5 @@ function endFallbackTurn(): void {
 }
 
 function reportLine(dropped: number): Buffer {
-  const record = { level: 'error', message: LOG_MESSAGES.logRecordsDropped, dropped };
-  return Buffer.from(`${JSON.stringify(record)}\n`);
+  return Buffer.from(`${noticeLine(LOG_MESSAGES.logRecordsDropped, { dropped })}\n`);
 }

@@ -5,9 +5,8 @@
  * removed, a `defaultMeta` getter that throws, a silenced logger. None crashes the process, and
  * each record is delivered once, or on stderr as the app's formats make it.
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { LOG_MESSAGES } from '../lib';
+import { jsonLines, runChild } from './support/run-child';
 
 interface Run {
   result: Record<string, unknown>;
@@ -16,32 +15,10 @@ interface Run {
   code: number | null;
 }
 
-function runScenario(scenario: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        '-r',
-        'ts-node/register/transpile-only',
-        path.join(__dirname, 'support/log-faults-child.ts'),
-      ],
-      { cwd: path.join(__dirname, '..'), env: { ...process.env, SCENARIO: scenario } },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const lines = stderr.split('\n').filter((line) => line.startsWith('{'));
-      resolve({
-        result: JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>,
-        stderr: lines.map((line) => JSON.parse(line) as Record<string, unknown>),
-        stderrText: stderr,
-        code,
-      });
-    });
-  });
+async function runScenario(scenario: string): Promise<Run> {
+  const { stdout, stderr, code } = await runChild('log-faults-child.ts', { SCENARIO: scenario });
+  const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+  return { result, stderr: jsonLines(stderr), stderrText: stderr, code };
 }
 
 const tasks = (records: Array<Record<string, unknown>>) =>

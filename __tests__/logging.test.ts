@@ -17,6 +17,7 @@ import { LOG_MESSAGES, closeLogger } from '../lib';
 import { LOGGER_ROOM } from '../lib/logger-guard';
 import { MAX_LOGGED_CHARS } from '../lib/thrown';
 import { EXPRESS_VERSIONS, makeApp } from './support/apps';
+import { jsonLines, runChild } from './support/run-child';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'ebt-logging-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -28,39 +29,18 @@ interface ChildRun {
   stderr: Array<Record<string, unknown>>;
 }
 
-function runChild(scenario: string): Promise<ChildRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        '--expose-gc',
-        '-r',
-        'ts-node/register/transpile-only',
-        path.join(__dirname, 'support/logger-child.ts'),
-      ],
-      { cwd: path.join(__dirname, '..'), env: { ...process.env, SCENARIO: scenario } },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`child exited ${code}:\n${stdout}\n${stderr}`));
-      const parse = (text: string) =>
-        text
-          .split('\n')
-          .filter((line) => line.startsWith('{'))
-          .map((line) => JSON.parse(line) as Record<string, unknown>);
-      resolve({ events: parse(stdout), stderr: parse(stderr) });
-    });
-  });
+async function runLoggerChild(scenario: string): Promise<ChildRun> {
+  const { stdout, stderr, code } = await runChild('logger-child.ts', { SCENARIO: scenario }, [
+    '--expose-gc',
+  ]);
+  if (code !== 0) throw new Error(`child exited ${code}:\n${stdout}\n${stderr}`);
+  return { events: jsonLines(stdout), stderr: jsonLines(stderr) };
 }
 
 describe('a logger whose transport never acknowledges a record', () => {
   let run: ChildRun;
   beforeAll(async () => {
-    run = await runChild('stuck');
+    run = await runLoggerChild('stuck');
   }, 60_000);
 
   test(`holds at most ${LOGGER_ROOM} of the library's records: of 22,000 failures every other one reaches stderr, or is counted as dropped`, () => {
@@ -92,7 +72,7 @@ describe('a logger whose transport never acknowledges a record', () => {
 });
 
 test('a failure logged after closeLogger() reaches stderr, not the void', async () => {
-  const run = await runChild('closed');
+  const run = await runLoggerChild('closed');
   expect(run.events[0].stats).toMatchObject({ failed: 1 });
   expect(run.stderr).toEqual([
     expect.objectContaining({
@@ -104,7 +84,7 @@ test('a failure logged after closeLogger() reaches stderr, not the void', async 
 }, 30_000);
 
 test('a winston transport that throws on every record: the response is sent, and each record goes to stderr, after one line that says so', async () => {
-  const run = await runChild('throwing');
+  const run = await runLoggerChild('throwing');
   expect(run.events[0]).toMatchObject({
     response: { status: 500, body: 'Internal Server Error' },
     stats: { failed: 1 },
@@ -121,7 +101,7 @@ test('a winston transport that throws on every record: the response is sent, and
 }, 30_000);
 
 test('a winston transport that calls back with an error a tick later: no crash, and each record it failed goes to stderr', async () => {
-  const run = await runChild('failing-later');
+  const run = await runLoggerChild('failing-later');
   expect(run.events[0]).toMatchObject({
     delivered: [LOG_MESSAGES.taskFailed, LOG_MESSAGES.taskFailed],
     stats: { failed: 2 },

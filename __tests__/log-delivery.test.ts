@@ -20,6 +20,12 @@ import { idCounts, runCase, type Case, type Readers, type Run } from './support/
 
 /** A write may start just before the budget runs out: one write's worth of slack on a loaded machine. */
 const TURN_BOUND_MS = MAX_STDERR_MS_PER_TURN + 25;
+/** How late a timer may fire on a loaded 2-core machine running the rest of the suite. */
+const TIMER_SLACK_MS = 1_000;
+/** The longest turn allowed where the library's work on one record is all a turn does (GC included). */
+const LOOP_BOUND_MS = 250;
+/** The property's seed: PROPERTY_SEED to replay one, else a new one, printed. */
+const SEED = Number(process.env.PROPERTY_SEED ?? Date.now() % 2 ** 31);
 
 interface Ledger {
   /** Distinct records that reached the transport, and stderr. */
@@ -61,10 +67,14 @@ function expectAccounted(run: Run, spec: Case, transport?: Case['transports'][nu
   const counts = ledger(run, spec, transport);
   expect(run.exitCode).toBe(0);
   expect(run.stderrText).toEqual([]);
-  expect({ twice: counts.twice, missingUncounted: counts.missing - counts.dropped }).toEqual({
+  // Records a transport was given and had not acknowledged at a close that timed out are in
+  // doubt: it may have written them, or not (they are counted, and not written twice).
+  const uncounted = counts.missing - counts.dropped;
+  expect({ twice: counts.twice, uncounted: Math.max(0, uncounted - run.result.inDoubt) }).toEqual({
     twice: 0,
-    missingUncounted: 0,
+    uncounted: 0,
   });
+  expect(uncounted).toBeGreaterThanOrEqual(0);
   return counts;
 }
 
@@ -107,12 +117,13 @@ describe('closeLogger() ends winston only once it has handed every record to its
     expect(run.result.closed).toBe(true);
   }, 30_000);
 
-  test('a transport that never finishes: false after timeoutMs, and every record it held is on stderr, with one line that says so', async () => {
+  test('a transport that never finishes: false after timeoutMs; every record it held is on stderr, but the one it was given and never acknowledged, which is in doubt; one line says so', async () => {
     const spec: Case = { ...base, records: 300, transports: ['stuck'], closeTimeoutMs: 1_000 };
     const run = await runCase(spec);
-    expect(expectAccounted(run, spec)).toMatchObject({ delivered: 0, onStderr: 300, dropped: 0 });
+    expect(expectAccounted(run, spec)).toMatchObject({ delivered: 0, onStderr: 299, dropped: 0 });
+    expect(run.result.inDoubt).toBe(1);
     expect(run.result.closed).toBe(false);
-    expect(run.result.closeMs).toBeLessThan(1_000 + 250);
+    expect(run.result.closeMs).toBeLessThan(1_000 + TIMER_SLACK_MS);
     expect(notices(run, LOG_MESSAGES.loggerCloseTimedOut)).toEqual([
       expect.objectContaining({ timeoutMs: 1_000 }),
     ]);
@@ -184,6 +195,7 @@ describe('a transport that fails never crashes the process, and the records it f
     };
     const run = await runCase(spec);
     expect(idCounts(run.file).size).toBe(300);
+    expect(run.file).toHaveLength(300); // each once
     expect(expectAccounted(run, spec, 'throws')).toMatchObject({ delivered: 200, onStderr: 100 });
   }, 30_000);
 });
@@ -208,7 +220,7 @@ describe(`the fallback never holds the event loop for more than ${MAX_STDERR_MS_
       expectAccounted(run, spec);
       expect(run.result.maxStderrTurnMs).toBeLessThanOrEqual(TURN_BOUND_MS);
       expect(run.result.maxLoopDelayMs).toBeLessThan(500);
-      expect(run.result.closeMs).toBeLessThan(1_500 + 250);
+      expect(run.result.closeMs).toBeLessThan(1_500 + TIMER_SLACK_MS);
     },
     30_000,
   );
@@ -227,7 +239,7 @@ describe('a record stderr cannot take is counted, and the count is reported', ()
     const run = await runCase(spec, { stderr: 'stopped' });
     const counts = expectAccounted(run, spec);
     expect(counts.dropped).toBeGreaterThan(0);
-    expect(counts.onStderr + counts.dropped).toBe(1_000);
+    expect(counts.onStderr + counts.dropped + run.result.inDoubt).toBe(1_000);
   }, 30_000);
 
   test('once the reader reads again, one "log records dropped" line gives the count', async () => {
@@ -261,7 +273,10 @@ describe("drain()'s lines have a total deadline", () => {
       closeTimeoutMs: 1_000,
     };
     const run = await runCase(spec);
-    expect(expectAccounted(run, spec)).toMatchObject({ onStderr: 60, dropped: 0 });
+    expect(expectAccounted(run, spec)).toMatchObject({
+      onStderr: 60 - run.result.inDoubt,
+      dropped: 0,
+    });
     expect(run.result.drain).toMatchObject({ completed: false, abandoned: 60 });
     expect(run.result.drain!.ms).toBeLessThan(100 + DRAIN_LINES_GRACE_MS);
   }, 30_000);
@@ -297,9 +312,9 @@ describe("what the app's format removes is removed on stderr too", () => {
       closeTimeoutMs: 1_000,
     };
     const run = await runCase(spec);
-    expect(expectAccounted(run, spec)).toMatchObject({ onStderr: 200 });
+    expect(expectAccounted(run, spec)).toMatchObject({ onStderr: 200 - run.result.inDoubt });
     const failures = run.stderr.filter((r) => r.message === LOG_MESSAGES.taskFailed);
-    expect(failures).toHaveLength(200);
+    expect(failures).toHaveLength(200 - run.result.inDoubt);
     for (const record of failures) {
       expect(record).toMatchObject({
         service: 'shop',
@@ -333,6 +348,7 @@ describe("what the app's format removes is removed on stderr too", () => {
 describe('property: any burst, any transport, any stderr reader', () => {
   const transports = ['file', 'console', 'late', 'throws', 'emits-error', 'destroys'] as const;
   test('every record is delivered exactly once or counted as dropped; no crash; no long stall; closeLogger() keeps its timeout', async () => {
+    console.log(`log-delivery property: seed ${SEED} (PROPERTY_SEED=${SEED} replays it)`);
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -345,8 +361,8 @@ describe('property: any burst, any transport, any stderr reader', () => {
           stderr: fc.constantFrom('fast', 'slow', 'stopped'),
         }),
         async (drawn) => {
-          // At most 16 MB a run, so that it takes seconds.
-          const records = Math.max(1, Math.min(drawn.records, Math.floor(16_000_000 / drawn.size)));
+          // At most 8 MB a run, so that it takes seconds.
+          const records = Math.max(1, Math.min(drawn.records, Math.floor(8_000_000 / drawn.size)));
           const spec: Case = {
             records,
             size: drawn.size,
@@ -368,13 +384,18 @@ describe('property: any burst, any transport, any stderr reader', () => {
           };
           const run = await runCase(spec, readers);
           expectAccounted(run, spec);
+          // One record at a time per transport: at most the one it was given is in doubt.
+          expect(run.result.inDoubt).toBeLessThanOrEqual(1);
           expect(run.result.maxStderrTurnMs).toBeLessThanOrEqual(TURN_BOUND_MS);
-          expect(run.result.closeMs).toBeLessThan(2_000 + 250);
+          // A record an immediate apart: what holds a turn is the library's work on it alone.
+          if (spec.pacing === 'immediate')
+            expect(run.result.maxLoopDelayMs).toBeLessThan(LOOP_BOUND_MS);
+          expect(run.result.closeMs).toBeLessThan(2_000 + TIMER_SLACK_MS);
         },
       ),
-      { numRuns: Number(process.env.PROPERTY_RUNS ?? 12) },
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 10), seed: SEED },
     );
-  }, 240_000);
+  }, 600_000);
 });
 
 /** Runs `run` over `items`, `size` at a time. */

@@ -524,3 +524,57 @@ test('maxPayloadBytes is checked where it is given: a positive integer or Infini
     maxPayloadBytes: 10,
   });
 });
+
+describe('a large string is refused as too large from its length alone, never built again', () => {
+  const MiB = 1024 * 1024;
+
+  test.each<[string, string]>([
+    // 100 MiB of a character JSON escapes in six bytes: its JSON (600 MiB) is longer than any
+    // string V8 can build, so building it threw a RangeError before ("threw when read").
+    ['100 MiB of \\u0001', '\u0001'],
+    ['100 MiB of "', '"'],
+    ['100 MiB of ASCII', 'a'],
+    ['50 million lone surrogates', '\ud800'],
+    ['50 million emoji halves and pairs', '😀\udc00'],
+  ])('%s against 1 MiB: "too large", counted as its length plus quotes', (_name, unit) => {
+    const text = unit.repeat(unit === '\ud800' ? 50_000_000 : Math.ceil((100 * MiB) / unit.length));
+    const error = refusal({ text }, MiB);
+    expect(error.cause).toBeUndefined();
+    // The key's 8 bytes (`"text":` and a comma) and the string's length with its quotes: nothing more was counted.
+    expect(error.message).toBe(
+      `add(): the payload of task "t" is too large: its JSON is at least ${8 + text.length + 2} bytes, more than maxPayloadBytes (${MiB})`,
+    );
+  });
+
+  test('a string shorter than the limit whose JSON is longer is counted up to the limit, not past it', () => {
+    // 300,000 lone surrogates: 300,002 units fit in 1 MiB, their 1.8 MB of JSON does not.
+    const text = '\ud800'.repeat(300_000);
+    const error = refusal(text, MiB);
+    expect(error.message).toMatch(/is too large: its JSON is at least (\d+) bytes/);
+    const counted = Number(/at least (\d+) bytes/.exec(error.message)![1]);
+    expect(counted).toBeGreaterThan(MiB);
+    expect(counted).toBeLessThanOrEqual(MiB + 6);
+  });
+
+  test('keys are counted the same way: a 2 MiB key is refused from its length', () => {
+    const key = 'k'.repeat(2 * MiB);
+    expect(refusal({ [key]: 1 }, MiB).message).toBe(
+      `add(): the payload of task "t" is too large: its JSON is at least ${key.length + 4} bytes, more than maxPayloadBytes (${MiB})`,
+    );
+  });
+});
+
+describe('an object is refused once the values read pass the limit, after its keys are listed', () => {
+  test('150,000 keys (2.6 MB of JSON) against 1 MiB: every key listed, and only the values that fit in 1 MiB read', () => {
+    const target: Record<string, number> = {};
+    for (let i = 0; i < 150_000; i++) target[`key${i}`] = i;
+    let reads = 0;
+    const proxy = new Proxy(target, {
+      get: (object, key) => (reads++, Reflect.get(object, key)),
+    });
+    expect(refusal(proxy, 1024 * 1024).message).toMatch(/is too large/);
+    // Each member read is at least `"key0":0,` (9 bytes) of JSON.
+    expect(reads).toBeGreaterThan(0);
+    expect(reads).toBeLessThanOrEqual(Math.ceil((1024 * 1024) / 9) + 1);
+  });
+});

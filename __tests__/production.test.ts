@@ -422,7 +422,7 @@ describe('concurrency', () => {
 });
 
 describe('maxPending', () => {
-  test('a task beyond it is rejected and logged with its name and request id; add does not throw', async () => {
+  test("a task beyond it is rejected, counted, and logged in its request's tally line with its name and request id; add does not throw", async () => {
     const ran: number[] = [];
     const { app, bg, log } = appWith(
       (tasks) => {
@@ -433,15 +433,20 @@ describe('maxPending', () => {
     await request(app).get('/').set('X-Request-Id', 'full-1').expect(200);
     await bg.idle();
     expect(ran).toEqual([0, 1]);
-    expect(log.find(LOG_MESSAGES.taskRejected)).toEqual([
+    expect(log.find(LOG_MESSAGES.tasksRejected)).toEqual([
       expect.objectContaining({
         level: 'error',
-        task: 'task-2',
+        count: 1,
+        tasks: { 'task-2': 1 },
         requestId: 'full-1',
+        method: 'GET',
+        url: '/',
+        statusCode: 200,
         reason: 'queue full',
         maxPending: 2,
       }),
     ]);
+    expect(log.find(LOG_MESSAGES.taskRejected)).toEqual([]);
     expect(bg.stats()).toMatchObject({ succeeded: 2, rejected: 1 });
   });
 
@@ -453,14 +458,62 @@ describe('maxPending', () => {
     await request(app).get('/').expect(200);
     await bg.idle();
     expect(ran).toBe(10_000);
-    expect(log.find(LOG_MESSAGES.taskRejected)).toHaveLength(1);
+    expect(log.find(LOG_MESSAGES.tasksRejected)).toEqual([
+      expect.objectContaining({ count: 1, tasks: { anonymous: 1 } }),
+    ]);
     expect(bg.stats()).toMatchObject({ succeeded: 10_000, rejected: 1 });
+  });
+
+  test('an overflow of 100,000 tasks of 150 names is one line: counted by name, the names past 100 together', async () => {
+    const { app, bg, log } = appWith(
+      (tasks) => {
+        for (let i = 0; i < 100_000; i++)
+          tasks.add({ name: `name-${i % 150}`, run: () => undefined });
+      },
+      { maxPending: 10 },
+    );
+    await request(app).get('/').expect(200);
+    await bg.idle();
+    const [line, ...more] = log.find(LOG_MESSAGES.tasksRejected);
+    expect(more).toEqual([]);
+    expect(line.count).toBe(99_990);
+    const counts = line.tasks as Record<string, number>;
+    expect(Object.keys(counts)).toHaveLength(101);
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(99_990);
+    // Rejected from the eleventh task on: the first hundred names rejected are name-10 to name-109,
+    // counted one by one; name-110 to name-149 and name-0 to name-9 (666 rejections each) together.
+    expect(counts['name-10']).toBe(667);
+    expect(counts['name-109']).toBe(666);
+    expect(counts['name-0']).toBeUndefined();
+    expect(counts['(other names)']).toBe(50 * 666);
+    expect(bg.stats()).toMatchObject({ succeeded: 10, rejected: 99_990 });
+  });
+
+  test('rejections after the response ended are tallied for up to a second, and drain() writes what is open', async () => {
+    let tasks!: import('../lib').BackgroundTasks;
+    const { app, bg, log } = appWith(
+      (queue) => {
+        tasks = queue;
+        queue.add({ name: 'holder', run: () => new Promise((resolve) => setTimeout(resolve, 50)) });
+      },
+      { maxPending: 1 },
+    );
+    await request(app).get('/').expect(200);
+    for (let i = 0; i < 5; i++) tasks.add({ name: 'late', run: () => undefined });
+    expect(log.find(LOG_MESSAGES.tasksRejected)).toEqual([]);
+    await bg.drain();
+    // The holder runs by then, so the first late task is pending alone: the other four are refused.
+    expect(log.find(LOG_MESSAGES.tasksRejected)).toEqual([
+      expect.objectContaining({ count: 4, tasks: { late: 4 } }),
+    ]);
+    expect(bg.stats()).toMatchObject({ succeeded: 2, rejected: 4 });
   });
 });
 
 describe('stats()', () => {
   test('every task added is in exactly one counter, at every step', async () => {
     const release = gate();
+    const held = gate();
     const { app, bg } = appWith(
       (tasks) =>
         tasks
@@ -468,11 +521,19 @@ describe('stats()', () => {
           .add(() => {
             throw new Error('x');
           })
-          .add({ name: 'held', run: () => release.promise })
+          .add({
+            name: 'held',
+            run: () => {
+              held.open();
+              return release.promise;
+            },
+          })
           .add({ name: 'after', run: () => undefined }),
       { maxPending: 3 },
     );
     await request(app).get('/').expect(200);
+    // A turn of the event loop comes between two tasks: the third starts a few turns later.
+    await held.promise;
     expect(bg.stats()).toEqual({
       pending: 0,
       running: 1,

@@ -9,7 +9,7 @@ import type { Attempting, RequestSource } from './attempting';
 import { isDefinedTask, type DefinedTask } from './define-task';
 import { BACKGROUND_TASKS_DEFAULTS, fail, resolvePolicy } from './options';
 import { contextFromCarrier, runInSpan } from './telemetry';
-import { readProperty, settle, toError } from './thrown';
+import { MAX_NAME_CHARS, clip, readProperty, settle, toError } from './thrown';
 import type { TaskRequest } from './types';
 
 /** Any defined task, whatever its payload type. */
@@ -71,6 +71,24 @@ export function tasksByName(
   return byName;
 }
 
+/**
+ * Why a job's data is not what the web side writes (`{ payload, request, trace? }`), or undefined
+ * when it is. `payload` may be missing: JSON leaves out an `undefined` payload.
+ */
+export function unreadableReason(data: unknown): string | undefined {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    const got = data === null ? 'null' : Array.isArray(data) ? 'an array' : typeof data;
+    return `its data is not an object (got ${got})`;
+  }
+  const request = readProperty(data, 'request');
+  if (request === null || typeof request !== 'object') return 'its data has no request';
+  for (const [key, type] of REQUEST_FIELDS) {
+    if (typeof readProperty(request, key) !== type)
+      return `its data's request.${key} is not a ${type}`;
+  }
+  return undefined;
+}
+
 /** The message of a job whose task this worker does not run. */
 export function unknownTaskMessage(name: string, tasks: ReadonlyMap<string, Runnable>): string {
   return `no task named "${name}" is defined in this worker (it runs: ${[...tasks.keys()].join(', ')})`;
@@ -80,7 +98,8 @@ export function unknownTaskMessage(name: string, tasks: ReadonlyMap<string, Runn
 export function jobAttempt(job: JobView): { subject: Attempting; source: RequestSource } {
   const request = requestOf(job);
   const subject: Attempting = {
-    name: job.task,
+    // Job names reach log lines, span names and metric attributes: a foreign producer's are clipped.
+    name: typeof job.task === 'string' ? clip(job.task, MAX_NAME_CHARS) : '(no name)',
     attempt: job.attempt,
     startedAt: 0,
     span: undefined,
@@ -165,7 +184,10 @@ function settleFirst(
   });
 }
 
-/** The request that queued the job, from its data; a job added by other code gets a stand-in. */
+/**
+ * The request that queued the job, from its data, its strings clipped for the log lines; a job
+ * added by other code gets a stand-in.
+ */
 function requestOf(job: JobView): TaskRequest {
   const given = readProperty(job.data, 'request');
   const field = <T>(key: keyof TaskRequest, type: string, fallback: T): T => {
@@ -173,10 +195,19 @@ function requestOf(job: JobView): TaskRequest {
     return typeof value === type ? (value as T) : fallback;
   };
   return {
-    id: field('id', 'string', `job-${job.jobId}`),
-    method: field('method', 'string', ''),
-    url: field('url', 'string', ''),
+    id: clip(field('id', 'string', `job-${job.jobId}`), MAX_NAME_CHARS),
+    method: clip(field('method', 'string', ''), MAX_NAME_CHARS),
+    url: clip(field('url', 'string', '')),
     statusCode: field('statusCode', 'number', 0),
     aborted: field('aborted', 'boolean', false),
   };
 }
+
+/** The fields of the `request` a web side writes in a job's data, and their types. */
+const REQUEST_FIELDS: ReadonlyArray<[keyof TaskRequest, string]> = [
+  ['id', 'string'],
+  ['method', 'string'],
+  ['url', 'string'],
+  ['statusCode', 'number'],
+  ['aborted', 'boolean'],
+];

@@ -9,6 +9,12 @@ const MAX_DEPTH = 100;
 const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
 /** Any character that JSON escapes or UTF-8 writes in more than one byte. */
 const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7f]/;
+/** Any character whose JSON is longer than its UTF-8: escaped ones, and surrogates (lone ones are). */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const NOT_AS_UTF8 = /["\\\x00-\x1f\ud800-\udfff]/;
+/** The characters JSON escapes. */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const ESCAPED = /["\\\x00-\x1f]/;
 
 /**
  * Copies `payload` as `JSON.parse(JSON.stringify(payload))` would, or throws a TypeError that
@@ -73,7 +79,7 @@ class Walk {
         if (this.measured) this.count(numberBytes(value));
         return value === 0 ? 0 : value; // JSON writes -0 as 0
       case 'string':
-        if (this.measured) this.count(stringBytes(value));
+        if (this.measured) this.countString(value, 0);
         return value;
       case 'boolean':
         this.count(value ? 4 : 5);
@@ -151,7 +157,7 @@ class Walk {
         const item = (value as Record<string, unknown>)[key];
         if (item === undefined) continue;
         // The quoted key, its colon, and the comma or brace after the member.
-        if (this.measured) this.count(stringBytes(key) + 2);
+        if (this.measured) this.countString(key, 2);
         const itemCopy = this.value(item, depth + 1);
         // Assigning `__proto__` would set the copy's prototype; JSON.parse makes an own key.
         if (key === '__proto__') Object.defineProperty(copy, key, ownData(itemCopy));
@@ -163,6 +169,16 @@ class Walk {
     }
     this.count(members === 0 ? 2 : 1);
     return copy;
+  }
+
+  /**
+   * Counts a string's JSON (and `extra` bytes around it) without building it again. Each UTF-16
+   * unit is at least one byte, so a string longer than what is left of the limit is refused at
+   * once, before anything else is done with it; a shorter one is counted up to the limit.
+   */
+  private countString(text: string, extra: number): void {
+    const left = this.maxBytes - this.bytes - extra;
+    this.count(extra + (text.length + 2 > left ? text.length + 2 : stringBytes(text, left)));
   }
 
   private count(bytes: number): void {
@@ -233,10 +249,54 @@ function numberBytes(n: number): number {
   return bytes;
 }
 
-/** The UTF-8 bytes of a string's JSON, quotes included. */
-function stringBytes(s: string): number {
-  return NOT_PLAIN.test(s) ? Buffer.byteLength(JSON.stringify(s)) : s.length + 2;
+/**
+ * The UTF-8 bytes of a string's JSON, quotes included, as JSON.stringify writes it: `"` and `\`
+ * as two bytes, `\b \f \n \r \t` as two, other control characters as six (`\u0001`), a lone
+ * surrogate as six (`\ud800`), the rest as UTF-8. Past `limit` it stops, with a count above it.
+ * Native passes first (Buffer.byteLength, isWellFormed, a search); a loop in JS only from the
+ * first character that UTF-8 and JSON count differently.
+ */
+function stringBytes(text: string, limit: number): number {
+  if (!NOT_PLAIN.test(text)) return text.length + 2;
+  // UTF-8 writes a lone surrogate as U+FFFD (3 bytes) and an escaped character as itself (1).
+  const bytes = Buffer.byteLength(text) + 2;
+  if (bytes > limit) return bytes;
+  // ES2024, in every supported Node (20 has it): no lone surrogate.
+  const wellFormed = (text as unknown as WellFormedTest).isWellFormed();
+  const from = text.search(wellFormed ? ESCAPED : NOT_AS_UTF8);
+  return from === -1 ? bytes : countFrom(text, from, bytes, limit, wellFormed);
 }
+
+/** Adds to `bytes` (the UTF-8 count) what JSON writes more, from `from` on, stopping past `limit`. */
+function countFrom(
+  text: string,
+  from: number,
+  bytes: number,
+  limit: number,
+  wellFormed: boolean,
+): number {
+  for (let i = from; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x20) bytes += (SHORT_ESCAPES >>> unit) & 1 ? 1 : 5;
+    else if (unit === 0x22 || unit === 0x5c) bytes++;
+    else if (!wellFormed && unit >= 0xd800 && unit <= 0xdfff) {
+      const next = unit <= 0xdbff ? text.charCodeAt(i + 1) : NaN;
+      if (next >= 0xdc00 && next <= 0xdfff)
+        i++; // a pair: four bytes either way
+      else bytes += 3;
+    } else continue;
+    if (bytes > limit) return bytes;
+  }
+  return bytes;
+}
+
+/** `String.prototype.isWellFormed`, which TypeScript's ES2022 library does not declare. */
+interface WellFormedTest {
+  isWellFormed(): boolean;
+}
+
+/** `\b \t \n \f \r` (8, 9, 10, 12, 13) as bits: the control characters JSON escapes in two bytes. */
+const SHORT_ESCAPES = 0x3700;
 
 function ownData(value: unknown): PropertyDescriptor {
   return { value, writable: true, enumerable: true, configurable: true };

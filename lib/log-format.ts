@@ -18,38 +18,55 @@ export interface Format {
 export const LEVEL = Symbol.for('level');
 export const MESSAGE = Symbol.for('message');
 
-/** The record `logger.log(level, message, fields)` makes, before its format (winston's own merge). */
+/**
+ * The record `logger.log(level, message, fields)` makes, before its format (winston's own merge
+ * with `defaultMeta`), or the minimal record when reading `defaultMeta` throws (a getter that
+ * reads a request's async context, outside it).
+ */
 export function recordOf(
-  defaultMeta: unknown,
+  logger: { defaultMeta?: unknown },
   level: string,
   message: string,
   fields: object,
-): Info {
-  return Object.assign({}, defaultMeta, fields, { [LEVEL]: level, level, message });
+): { info: Info } | { minimal: string } {
+  const info: Info = { [LEVEL]: level, level, message };
+  try {
+    return { info: Object.assign({}, logger.defaultMeta, fields, info) };
+  } catch {
+    return { minimal: minimalLine(Object.assign({}, fields, info)) };
+  }
+}
+
+/** What a format made of a record: the record, or that it filtered it out, or that it threw. */
+export type Formatted = { info: Info } | 'filtered' | 'threw';
+
+/** Applies `format` to a copy of `info`, as winston-transport does before `log()`. */
+export function applyFormat(info: Info, format: Format | undefined): Formatted {
+  if (format === undefined) return { info };
+  let out: Info | boolean;
+  try {
+    out = format.transform(Object.assign({}, info), format.options);
+  } catch {
+    return 'threw';
+  }
+  // A format filters a record by returning false (or, by mistake, any other non-object).
+  return out !== null && typeof out === 'object' ? { info: out } : 'filtered';
 }
 
 /**
- * The line that `formats`, applied in turn to a copy of `info`, make of it; undefined when one of
- * them filters it out (as a level filter does, so nothing is written, as winston would write
- * nothing); the minimal line when one throws.
+ * The line that `format` makes of `info`; undefined when it filters the record out (as a level
+ * filter does: then nothing is written, as winston would write nothing); the minimal line when
+ * it throws.
  */
-export function formatLine(
-  info: Info,
-  formats: ReadonlyArray<Format | undefined>,
-): string | undefined {
-  let current: Info = info;
-  for (const format of formats) {
-    if (format === undefined) continue;
-    let out: Info | boolean;
-    try {
-      out = format.transform(Object.assign({}, current), format.options);
-    } catch {
-      return minimalLine(info);
-    }
-    if (out === false || out === true || out === null || typeof out !== 'object') return undefined;
-    current = out;
-  }
-  return lineOf(current);
+export function formatLine(info: Info, format: Format | undefined): string | undefined {
+  const formatted = applyFormat(info, format);
+  if (formatted === 'threw') return minimalLine(info);
+  return formatted === 'filtered' ? undefined : lineOf(formatted.info);
+}
+
+/** A line of the library's own about a logger (a notice, a count of dropped records): JSON, at `error`. */
+export function noticeLine(message: string, fields: object): string {
+  return JSON.stringify({ level: 'error', message, ...fields });
 }
 
 /**

@@ -10,6 +10,7 @@ export const LOG_MESSAGES = {
   taskFailed: 'background task failed',
   taskRetrying: 'background task attempt failed, retrying',
   taskRejected: 'background task rejected',
+  tasksRejected: 'background tasks rejected: queue full',
   taskAbandoned: 'background task abandoned',
   hookFailed: 'background task error hook failed',
   enqueueFailed: 'durable enqueue failed, running the task in-process',

@@ -6,18 +6,35 @@
  * - the library's records never pile up in winston: past `LOGGER_ROOM` records waiting there,
  *   they wait in line here (at most `MAX_WAITING_RECORDS`), fed to the logger as it takes them;
  * - a logger that takes no record for `STALL_MS` while records wait is stuck: its records go to
- *   stderr until it takes one again (said once per stall);
- * - a record that goes to stderr is formatted by the logger's own format and `defaultMeta`, so
- *   that what the app's format removes is removed there too;
+ *   stderr, as stderr has room, until it takes one again (said once per stall);
+ * - a record that goes to stderr is formatted by the logger's own format and `defaultMeta`, then
+ *   by the format of each transport that takes its level, so that what the app's formats remove
+ *   is removed there too;
  * - what stderr cannot take is counted in `dropped` (`stats().logRecordsDropped`).
+ * `closeLogger()`'s sequence is in logger-close.ts.
  */
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'winston';
 import { Fifo } from './fifo';
-import { formatLine, lineOf, minimalLine, recordOf, type Format, type Info } from './log-format';
+import {
+  applyFormat,
+  lineOf,
+  minimalLine,
+  noticeLine,
+  recordOf,
+  type Format,
+  type Info,
+} from './log-format';
 import { LOG_MESSAGES, type LogLevel } from './log-messages';
-import { dropIfFull, takeUnreportedDrops, writeToStderr, type DropCount } from './stderr';
+import {
+  dropIfFull,
+  restoreUnreportedDrops,
+  stderrHasRoom,
+  takeUnreportedDrops,
+  writeToStderr,
+  type DropCount,
+} from './stderr';
 import { heldReads, heldWrites, isEnded, waitingOn } from './stream-backlog';
 import { errorFields, toError } from './thrown';
 import {
@@ -35,12 +52,14 @@ export const MAX_WAITING_RECORDS = 10_000;
 export const STALL_MS = 1_000;
 /** How often waiting records are offered to the logger again. */
 const FEED_MS = 10;
+/** The most time one turn spends giving a stuck logger's waiting records to stderr. */
+const SPILL_MS_PER_TURN = 20;
 
 /** The guard of `logger`, made (and the logger guarded) at its first use. */
 export function guardOf(logger: Logger): LoggerGuard {
   let guard = guards.get(logger);
   if (guard === undefined) {
-    guard = new LoggerGuard(logger);
+    guard = new LoggerGuard(logger as GuardedLogger);
     guards.set(logger, guard);
   }
   return guard;
@@ -54,14 +73,28 @@ interface Waiting {
   readonly scope: AsyncResource;
 }
 
+/** What the guard reads of a winston logger beyond its typed API. */
+type GuardedLogger = Omit<Logger, '_transform' | 'add'> & {
+  _transform?: (info: Info, encoding: unknown, callback: () => void) => void;
+  add?: (transport: unknown) => unknown;
+  defaultMeta?: unknown;
+  silent?: boolean;
+};
+
 export class LoggerGuard implements TransportOwner, DropCount {
   /** Records of this logger that stderr could not take either. */
   dropped = 0;
+  /** Records a transport had been given and not acknowledged at a close that timed out: see `TransportGuard.spillHeld`. */
+  inDoubt = 0;
   /** `closeLogger()` was called: the library's records go to stderr from now on. */
   closed = false;
+  /** `closeLogger()` ended the logger. */
+  endedByClose = false;
+  /** Past this `performance.now()` (a close's deadline), records are counted as dropped rather than formatted. */
+  spillDeadline = Infinity;
   readonly spilledForAll = new WeakSet<object>();
   private readonly transports = new WeakMap<object, TransportGuard>();
-  /** Every transport guarded, piped or not: a finished one is unpiped, a failed one may be. */
+  /** The guarded transports still the logger's: piped, or failed for good (winston may unpipe those). */
   private readonly guarded = new Set<TransportGuard>();
   private readonly waiting = new Fifo<Waiting>();
   private feedTimer: NodeJS.Timeout | undefined = undefined;
@@ -76,9 +109,13 @@ export class LoggerGuard implements TransportOwner, DropCount {
   private loggerNoticed = false;
   private readonly whenRoom: Array<() => void> = [];
 
-  constructor(readonly logger: Logger) {
+  constructor(readonly logger: GuardedLogger) {
     this.guardLogger();
     this.adoptTransports();
+  }
+
+  get ended(): boolean {
+    return this.endedByClose || isEnded(this.logger);
   }
 
   /** Logs one of the library's records: to the logger now, in line for it, or to stderr. */
@@ -88,14 +125,8 @@ export class LoggerGuard implements TransportOwner, DropCount {
       return;
     }
     this.adoptTransports();
-    if (this.stalled) {
-      if (!this.hasMoved()) {
-        this.spillRecord(level, message, fields);
-        return;
-      }
-      this.stalled = false;
-    }
-    if (this.waiting.length === 0 && this.hasRoom()) {
+    if (this.stalled && this.hasMoved()) this.stalled = false;
+    if (this.waiting.length === 0 && !this.stalled && this.hasRoom()) {
       this.write(level, message, fields);
       return;
     }
@@ -103,13 +134,10 @@ export class LoggerGuard implements TransportOwner, DropCount {
       this.spillRecord(level, message, fields);
       return;
     }
-    if (this.waiting.length === 0) this.movedAt = performance.now();
-    this.waiting.push({
-      level,
-      message,
-      fields,
-      scope: new AsyncResource('express-background-tasks.log'),
-    });
+    // The stall clock starts when records begin to wait (a stuck logger's clock keeps running).
+    if (this.waiting.length === 0 && !this.stalled) this.movedAt = performance.now();
+    const scope = new AsyncResource('express-background-tasks.log');
+    this.waiting.push({ level, message, fields, scope });
     this.scheduleFeed();
   }
 
@@ -131,11 +159,17 @@ export class LoggerGuard implements TransportOwner, DropCount {
     });
   }
 
-  /** Resolves once no record waits here and winston holds none: all handed to the transports. */
+  /**
+   * Resolves `true` once no record waits here, winston holds none, and every live transport has
+   * taken and acknowledged every record it was given; `false` at `deadline`. Only then may the
+   * logger be ended: a transport ended while it holds records (winston's File transport waiting
+   * for its stream's 'drain', say) may never write them.
+   */
   settled(deadline: number): Promise<boolean> {
     return new Promise((resolve) => {
       const check = () => {
-        if (this.waiting.length === 0 && waitingOn(this.logger) === 0) return resolve(true);
+        if (this.waiting.length === 0 && waitingOn(this.logger) === 0 && this.transportsIdle())
+          return resolve(true);
         if (performance.now() >= deadline) return resolve(false);
         this.feed();
         setTimeout(check, FEED_MS);
@@ -144,34 +178,67 @@ export class LoggerGuard implements TransportOwner, DropCount {
     });
   }
 
+  /** The transports not failed for good, as they are now (a finished one is unpiped). */
+  liveTransports(): TransportGuard[] {
+    return [...this.guarded].filter((guard) => !guard.dead);
+  }
+
   /**
    * Gives everything still held to stderr: the records waiting here, and those winston holds
-   * (unformatted, formatted, and in each transport), each once. For a close that timed out.
+   * (before and after the logger's format), each once, and what each transport holds (see
+   * `TransportGuard.spillHeld`). For a close that timed out. Returns how many records it gave,
+   * and how many are in doubt.
    */
-  spillHeld(): number {
+  spillHeld(): { spilled: number; inDoubt: number } {
     let spilled = 0;
     for (let record = this.waiting.shift(); record !== undefined; record = this.waiting.shift()) {
       this.spillRecord(record.level, record.message, record.fields);
       spilled++;
     }
     const format = this.logger.format as Format | undefined;
-    for (const chunk of heldWrites(this.logger)) spilled += this.spillForAll(chunk, [format]);
-    for (const chunk of heldReads(this.logger)) spilled += this.spillForAll(chunk, []);
-    for (const guard of this.guarded) guard.spillHeld();
+    for (const chunk of heldWrites(this.logger)) spilled += this.spillRaw(chunk, format);
+    for (const chunk of heldReads(this.logger)) spilled += this.spillRaw(chunk, undefined);
+    let inDoubt = 0;
+    for (const guard of this.guarded) inDoubt += guard.spillHeld();
+    this.inDoubt += inDoubt;
     this.wakeRoomWaiters();
-    return spilled;
+    return { spilled, inDoubt };
   }
 
-  /** Writes a record straight to stderr, formatted as the logger would have formatted it. */
+  /** Writes one of the library's records straight to stderr, formatted as the logger's transports would have. */
   spillRecord(level: LogLevel, message: string, fields: object): void {
-    if (!this.levelEnabled(level) || dropIfFull(this)) return;
-    const info = recordOf(readDefaultMeta(this.logger), level, message, fields);
-    const line = formatLine(info, [this.logger.format as Format | undefined]);
-    if (line !== undefined) this.spill(line);
+    if (this.logger.silent === true || !this.levelEnabled(level) || this.dropInstead()) return;
+    const record = recordOf(this.logger, level, message, fields);
+    if ('minimal' in record) this.spill(record.minimal);
+    else this.spillRaw(record.info, this.logger.format as Format | undefined);
+  }
+
+  /** Gives to stderr what the transports that failed for good still hold: they will never write it. */
+  spillFromDead(): void {
+    for (const guard of this.guarded) if (guard.dead) guard.spillHeld();
+  }
+
+  /** Resolves once each of `transports` has acknowledged every record it was given, unless it failed for good. */
+  acknowledgedAll(transports: readonly TransportGuard[]): Promise<unknown> {
+    return Promise.all(
+      transports.map((guard) => (guard.dead ? undefined : guard.acknowledgedAll())),
+    );
+  }
+
+  /** A notice of the library's own about the logger, on stderr (where it is seen even if the logger is broken). */
+  notice(message: string, fields: object): void {
+    // Not counted among the logger's records if dropped: the next drop line reports it.
+    writeToStderr(noticeLine(message, fields));
   }
 
   spill(line: string): void {
     writeToStderr(line, this);
+  }
+
+  dropInstead(): boolean {
+    if (performance.now() <= this.spillDeadline) return dropIfFull(this);
+    this.dropped++;
+    return true;
   }
 
   progress(): void {
@@ -194,10 +261,9 @@ export class LoggerGuard implements TransportOwner, DropCount {
     // issue #1364): then the logger, with no reader, would hold every later record forever. Piped
     // again, it flows, and the dead transport's guard sends what comes to stderr.
     setImmediate(() => {
-      const logger = this.logger as Logger & { add?: (transport: unknown) => unknown };
-      if (logger.transports.includes(guard.transport as never) || isEnded(logger)) return;
+      if (this.logger.transports.includes(guard.transport as never) || this.ended) return;
       try {
-        logger.add?.(guard.transport);
+        this.logger.add?.(guard.transport);
       } catch {
         // an ended logger, say: nothing more will be written through it
       }
@@ -213,37 +279,29 @@ export class LoggerGuard implements TransportOwner, DropCount {
     });
   }
 
-  /** Gives to stderr what the transports that failed for good still hold: they will never write it. */
-  spillFromDead(): void {
-    for (const guard of this.guarded) if (guard.dead) guard.spillHeld();
-  }
-
   /**
-   * Resolves once each of `transports` (taken before the logger was ended: a finished transport
-   * is unpiped) has acknowledged every record it was given, unless it failed for good.
+   * Guards the transports added since the last look (winston's `add()`, `configure()`), and lets
+   * go of those the app removed (a removed transport is not waited for, and is not remembered).
    */
-  acknowledgedAll(transports: readonly object[]): Promise<unknown> {
-    return Promise.all(
-      transports.map((transport) => {
-        const guard = this.transports.get(transport);
-        return guard === undefined || guard.dead ? undefined : guard.acknowledgedAll();
-      }),
-    );
-  }
-
-  /** True for a transport that failed for good: what it held went to stderr, and it will not finish. */
-  hasGivenUp(transport: object): boolean {
-    return this.transports.get(transport)?.dead === true;
-  }
-
-  /** Guards the transports added since the last look (winston's `add()`, `configure()`). */
   adoptTransports(): void {
-    for (const transport of this.logger.transports ?? []) {
+    const piped = this.logger.transports ?? [];
+    for (const transport of piped) {
       if (this.transports.has(transport)) continue;
       const guard = new TransportGuard(transport as unknown as GuardedTransport, this);
       this.transports.set(transport, guard);
       this.guarded.add(guard);
     }
+    if (this.guarded.size === piped.length) return;
+    for (const guard of this.guarded) {
+      if (guard.dead || piped.includes(guard.transport as never)) continue;
+      guard.removed = true;
+      this.guarded.delete(guard);
+    }
+  }
+
+  private transportsIdle(): boolean {
+    for (const guard of this.guarded) if (!guard.dead && !guard.idle()) return false;
+    return true;
   }
 
   private write(level: LogLevel, message: string, fields: object): void {
@@ -253,46 +311,56 @@ export class LoggerGuard implements TransportOwner, DropCount {
       this.logger[level](message, fields);
     } catch (error) {
       // Not winston's own failure (those are guarded): a logger whose method throws.
-      if (!this.loggerNoticed) {
-        this.loggerNoticed = true;
-        this.notice(LOG_MESSAGES.loggerFailed, {
-          transport: '(the logger itself)',
-          forGood: false,
-          loggerError: errorFields(toError(error), false),
-        });
-      }
+      if (dropped > 0) restoreUnreportedDrops(dropped);
+      this.loggerFailed(error);
       this.spillRecord(level, message, fields);
     }
   }
 
-  /** Offers waiting records to the logger while it has room; a logger that has not moved for STALL_MS is stuck. */
+  /**
+   * Hands waiting records on: to the logger while it has room, or, while it is stuck, to stderr
+   * while stderr has room and for at most SPILL_MS_PER_TURN a turn (formatting them takes time),
+   * so that a burst waits here rather than overflow stderr's buffer or hold the event loop. A
+   * logger that has not moved for STALL_MS while records wait is stuck.
+   */
   private feed(): void {
     this.feedSoon = false;
     const held = waitingOn(this.logger);
     if (held < this.heldBefore) this.movedAt = performance.now(); // a logger without guarded transports
-    while (this.waiting.length > 0 && this.hasRoom()) {
-      const { level, message, fields, scope } = this.waiting.shift()!;
-      scope.runInAsyncScope(this.write, this, level, message, fields);
+    if (this.stalled && this.hasMoved()) this.stalled = false;
+    let more = false;
+    if (!this.stalled) {
+      while (this.waiting.length > 0 && this.hasRoom()) {
+        const { level, message, fields, scope } = this.waiting.shift()!;
+        scope.runInAsyncScope(this.write, this, level, message, fields);
+      }
+    } else {
+      const until = performance.now() + SPILL_MS_PER_TURN;
+      while (this.waiting.length > 0 && stderrHasRoom() && !(more = performance.now() > until)) {
+        const { level, message, fields } = this.waiting.shift()!;
+        this.spillRecord(level, message, fields);
+      }
     }
     this.heldBefore = waitingOn(this.logger);
-    if (this.waiting.length === 0 && (this.whenRoom.length === 0 || this.hasRoom())) {
+    if (
+      this.waiting.length === 0 &&
+      (this.whenRoom.length === 0 || this.hasRoom() || this.stalled)
+    ) {
       this.wakeRoomWaiters();
       return;
     }
-    if (this.stuckFor()) this.stall();
+    if (!this.stalled && this.stuckFor()) this.stall();
+    else if (more) this.feedNextTurn();
     else this.scheduleFeed();
   }
 
   /** The logger is stuck: what waits goes to stderr, and so will its records until it moves. */
   private stall(): void {
-    if (!this.stalled) {
-      this.stalled = true;
-      this.stalledWith = waitingOn(this.logger);
-      this.notice(LOG_MESSAGES.loggerStalled, { waiting: this.stalledWith + this.waiting.length });
-    }
-    for (let record = this.waiting.shift(); record !== undefined; record = this.waiting.shift())
-      this.spillRecord(record.level, record.message, record.fields);
+    this.stalled = true;
+    this.stalledWith = waitingOn(this.logger);
+    this.notice(LOG_MESSAGES.loggerStalled, { waiting: this.stalledWith + this.waiting.length });
     this.wakeRoomWaiters();
+    this.feedNextTurn();
   }
 
   /** True when a stuck logger has taken a record since it stalled. */
@@ -326,24 +394,30 @@ export class LoggerGuard implements TransportOwner, DropCount {
     for (const wake of this.whenRoom.splice(0)) wake();
   }
 
-  /** A record of the logger's own state, said on stderr (where it is seen even if the logger is broken). */
-  private notice(message: string, fields: object): void {
-    // Not counted among the logger's records if dropped: the drop line reports it.
-    writeToStderr(JSON.stringify({ level: 'error', message, ...fields }));
-  }
-
-  /** A record winston holds for every transport: formatted with `formats`, written once, marked so that it is not delivered too. */
-  private spillForAll(chunk: unknown, formats: ReadonlyArray<Format | undefined>): number {
+  /**
+   * A record that reaches no transport: formatted with `format` (none for one winston has
+   * formatted already), then once for each transport that takes its level, as that transport
+   * formats it (one line with no transport); marked, so that no transport is given it later.
+   */
+  private spillRaw(chunk: unknown, format: Format | undefined): number {
     if (typeof chunk !== 'object' || chunk === null) return 0;
-    const info = chunk as Info;
-    this.spilledForAll.add(tagOf(info));
-    const line = formats.length === 0 ? lineOf(info) : formatLine(info, formats);
-    if (line !== undefined) this.spill(line);
+    const raw = chunk as Info;
+    this.spilledForAll.add(tagOf(raw));
+    const formatted = applyFormat(raw, format);
+    if (formatted === 'filtered') return 1;
+    if (formatted === 'threw') {
+      this.formatFailed(new Error('the logger format threw'));
+      this.spill(minimalLine(raw));
+      return 1;
+    }
+    const transports = [...this.guarded];
+    if (transports.length === 0) this.spill(lineOf(formatted.info));
+    for (const guard of transports) guard.spillCopy(formatted.info);
     return 1;
   }
 
   private levelEnabled(level: LogLevel): boolean {
-    const check = (this.logger as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled;
+    const check = this.logger.isLevelEnabled;
     if (typeof check !== 'function') return true;
     try {
       return check.call(this.logger, level);
@@ -352,28 +426,29 @@ export class LoggerGuard implements TransportOwner, DropCount {
     }
   }
 
+  /** A failure of the logger itself, said once: a method that throws, an 'error' of no transport. */
+  private loggerFailed(error: unknown): void {
+    if (this.loggerNoticed) return;
+    this.loggerNoticed = true;
+    this.notice(LOG_MESSAGES.loggerFailed, {
+      transport: '(the logger itself)',
+      forGood: false,
+      loggerError: errorFields(toError(error), false),
+    });
+  }
+
   /**
    * Keeps a logger's `'error'` event (a transport that failed asynchronously, a write after end)
    * from becoming an uncaught exception, and its format's throw from escaping winston's stream
    * machinery, where it happens in a later turn when the logger was busy.
    */
   private guardLogger(): void {
-    const logger = this.logger as Logger & {
-      _transform?: (info: Info, encoding: unknown, callback: () => void) => void;
-      add?: (transport: unknown) => unknown;
-    };
+    const logger = this.logger;
     if (typeof logger.on === 'function') {
       logger.on('error', (error: unknown, transport?: object) => {
         const guard = transport === undefined ? undefined : this.transports.get(transport);
         if (guard !== undefined) guard.die(error);
-        else if (!this.loggerNoticed) {
-          this.loggerNoticed = true;
-          this.notice(LOG_MESSAGES.loggerFailed, {
-            transport: '(the logger itself)',
-            forGood: false,
-            loggerError: errorFields(toError(error), false),
-          });
-        }
+        else this.loggerFailed(error);
       });
     }
     const transform = logger._transform;
@@ -391,20 +466,20 @@ export class LoggerGuard implements TransportOwner, DropCount {
     const add = logger.add;
     if (typeof add === 'function') {
       logger.add = ((transport: unknown) => {
-        const result = add.call(logger, transport);
+        try {
+          add.call(logger, transport);
+        } catch (error) {
+          // winston pipes a transport that emitted 'error' again, and that throws for a winston-2
+          // transport's wrapper (it reads `log.length` of a stream that has no `log`): inside an
+          // 'error' event, an uncaught exception. The app's own add() of a bad transport throws.
+          if (!this.transports.has(transport as object)) throw error;
+          this.loggerFailed(error);
+        }
         this.adoptTransports();
-        return result;
+        return logger;
       }) as typeof logger.add;
     }
   }
 }
 
 const guards = new WeakMap<Logger, LoggerGuard>();
-
-function readDefaultMeta(logger: Logger): unknown {
-  try {
-    return (logger as { defaultMeta?: unknown }).defaultMeta;
-  } catch {
-    return undefined;
-  }
-}

@@ -3,14 +3,12 @@
  * never throws and never loses a record unseen, through the logger's guard in logger-guard.ts),
  * paced writing for many lines at once, and `closeLogger()` for a shutdown that loses no line.
  */
-import { performance } from 'node:perf_hooks';
 import winston from 'winston';
 import type { Logger } from 'winston';
-import { inTime } from './in-time';
+import { closeGuarded } from './logger-close';
 import { guardOf } from './logger-guard';
 import { LOG_MESSAGES, type LogLevel } from './log-messages';
 import { MAX_TIMER_MS, checkInteger, checkLogger, checkOptionsObject } from './options';
-import { flushStderr, giveUpOn, writeToStderr } from './stderr';
 
 export { LOG_MESSAGES, type LogLevel };
 
@@ -59,6 +57,15 @@ export function spillRecord(
   guardOf(logger).spillRecord(level, message, fields);
 }
 
+/**
+ * How many of `logger`'s records a close that timed out left in doubt: handed to a transport
+ * (or by a Console transport to stdout) that had not acknowledged them yet, and may have written
+ * them, or may not.
+ */
+export function recordsInDoubt(logger: Logger): number {
+  return guardOf(logger).inDoubt;
+}
+
 /** How many of `logger`'s records were dropped: stderr could not take them either. */
 export function droppedRecords(logger: Logger): number {
   return guardOf(logger).dropped;
@@ -82,72 +89,5 @@ export function closeLogger(logger: Logger, options?: CloseLoggerOptions): Promi
   checkLogger('closeLogger', logger);
   const { timeoutMs } = checkOptionsObject('closeLogger', options, ['timeoutMs']);
   const limit = checkInteger('closeLogger', 'timeoutMs', timeoutMs, 5_000, 0, MAX_TIMER_MS);
-  const guard = guardOf(logger);
-  guard.adoptTransports();
-  guard.closed = true;
-  const deadline = performance.now() + limit;
-  // The last part of the time is kept for writing to stderr what the transports did not take.
-  const waitUntil = deadline - Math.min(1_000, limit / 4);
-  return closing(logger, waitUntil).then((finished) => {
-    if (!finished) {
-      const spilled = guard.spillHeld();
-      writeToStderr(
-        JSON.stringify({
-          level: 'error',
-          message: LOG_MESSAGES.loggerCloseTimedOut,
-          timeoutMs: limit,
-          spilled,
-        }),
-      );
-    }
-    const flushed = flushStderr(deadline);
-    if (!flushed) giveUpOn(guard);
-    return finished && flushed;
-  });
-}
-
-/**
- * Waits until winston has handed every record to the transports, ends the logger, and waits
- * for each transport to finish (and for stdout and stderr, which a Console transport writes to,
- * to hand on what they hold), until `until`. Resolves whether all of it happened in time.
- */
-async function closing(logger: Logger, until: number): Promise<boolean> {
-  if (!(await guardOf(logger).settled(until))) return false;
-  // winston's own 'finish' comes before its transports have written (winston issue #1250).
-  const guard = guardOf(logger);
-  guard.spillFromDead();
-  const live = logger.transports.filter((transport) => !guard.hasGivenUp(transport));
-  const finished = Promise.all(live.map(whenFinished))
-    // A transport may fail for good while it finishes: what it still held goes to stderr.
-    .then(() => guard.spillFromDead())
-    .then(() => guard.acknowledgedAll(live))
-    .then(() => Promise.all([whenDrained(process.stdout), whenDrained(process.stderr)]));
-  logger.end();
-  return inTime(finished, Math.max(0, until - performance.now()));
-}
-
-/**
- * Resolves once a stream has handed everything written to it to the operating system: an empty
- * write calls back after every write before it ('drain' comes only after a write that was refused).
- */
-function whenDrained(stream: NodeJS.WriteStream): Promise<void> {
-  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    stream.write('', () => resolve());
-  });
-}
-
-/** Resolves once a transport has finished (or failed, or closed): nothing more will be written. */
-function whenFinished(transport: object): Promise<void> {
-  const stream = transport as NodeJS.EventEmitter & {
-    _writableState?: { finished?: boolean; destroyed?: boolean; errored?: unknown };
-  };
-  const state = stream._writableState;
-  // Finished, or past finishing: a transport that failed or was destroyed writes nothing more.
-  if (state?.finished === true || state?.destroyed === true || (state?.errored ?? null) !== null)
-    return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => resolve();
-    stream.once('finish', done).once('close', done).once('error', done);
-  });
+  return closeGuarded(guardOf(logger), limit);
 }

@@ -4,10 +4,12 @@
  * `idle()`, `stats()` and `drain()`.
  */
 import type { Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'winston';
 import { resolveOptions, type BackgroundTasksOptions } from './options';
 import { BackgroundTasks } from './queue';
 import { requestIdOf } from './request-id';
 import { TaskRunner, type DrainOptions } from './runner';
+import { MAX_NAME_CHARS, clip } from './thrown';
 import type { BackgroundTasksStats, DrainResult } from './types';
 
 /** What `idle()`, `stats()` and `drain()` are called on: the middleware, or the error handler's own runner. */
@@ -20,7 +22,14 @@ export interface TaskControls {
   drain(options?: DrainOptions): Promise<DrainResult>;
 }
 
-export type BackgroundTasksMiddleware = RequestHandler & TaskControls;
+export type BackgroundTasksMiddleware = RequestHandler &
+  TaskControls & {
+    /**
+     * The winston logger this middleware logs to: the one given, or the default one (JSON lines
+     * on stdout), so that a shutdown can `closeLogger(bg.logger)` whichever it is.
+     */
+    readonly logger: Logger;
+  };
 
 /** Creates the middleware. Options are checked here: a bad one throws a TypeError at once. */
 export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTasksMiddleware {
@@ -29,7 +38,10 @@ export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTas
     queueOf(runner, req, res);
     next();
   };
-  return withControls(middleware, runner);
+  return Object.defineProperty(withControls(middleware, runner), 'logger', {
+    value: runner.logger,
+    enumerable: true,
+  }) as BackgroundTasksMiddleware;
 }
 
 /**
@@ -41,7 +53,9 @@ export function queueOf(runner: TaskRunner, req: Request, res: Response): Backgr
   const existing = locals.backgroundTasks;
   if (existing !== undefined) return existing;
   if (typeof locals.requestId !== 'string') locals.requestId = requestIdOf(req);
-  return (locals.backgroundTasks = new BackgroundTasks(runner, req, res, locals.requestId));
+  // An id set by an earlier middleware may be of any length: logs and spans carry it clipped.
+  const requestId = clip(locals.requestId, MAX_NAME_CHARS);
+  return (locals.backgroundTasks = new BackgroundTasks(runner, req, res, requestId));
 }
 
 /** @internal The runner behind a middleware made by `backgroundTasks()`. */

@@ -24,6 +24,7 @@ import {
   type TaskOutcome,
   type TraceCarrier,
 } from './telemetry';
+import { RejectionTallies } from './rejection-tallies';
 import { errorFields, isThenable, settle, toError } from './thrown';
 import type { Attempting, LeaseOutcome, RequestSource } from './attempting';
 import type { TaskCounts, TaskFailure, TaskRequest } from './types';
@@ -66,6 +67,17 @@ export class TaskObserver {
     enqueued: 0,
     leftToWorkers: 0,
   };
+
+  /** Rejections for a full queue, per request, until their line is written. */
+  private readonly rejections = new RejectionTallies((source, tally) => {
+    safeLog(this.logger, 'error', LOG_MESSAGES.tasksRejected, {
+      count: tally.count,
+      tasks: tally.tasks,
+      ...placeFields(source.describeRequest()),
+      reason: 'queue full',
+      maxPending: tally.maxPending,
+    });
+  });
 
   /**
    * `durable` is true on a BullMQ worker: its spans are `CONSUMER` spans and its metrics say
@@ -283,18 +295,33 @@ export class TaskObserver {
 
   /**
    * A task was refused: the queue held `maxPending` tasks (it never was pending), or its client
-   * went away (it was). Logged at `error` and `warn` respectively.
+   * went away (it was). Counted one by one. A client that went away is logged at `warn` per task;
+   * a full queue is tallied per request and logged at `error` once per request and per second
+   * (see `RejectionTallies`), since an overflow comes by the million.
    */
   rejected(task: Attempting, source: RequestSource, maxPending: number | undefined): void {
     const full = maxPending !== undefined;
     if (!full) this.counts.pending--;
     this.counts.rejected++;
     this.taskOver(task.name, 'rejected');
-    safeLog(this.logger, full ? 'error' : 'warn', LOG_MESSAGES.taskRejected, {
+    if (full) {
+      this.rejections.add(source, task.name, maxPending);
+      return;
+    }
+    safeLog(this.logger, 'warn', LOG_MESSAGES.taskRejected, {
       ...requestFields(task.name, source.describeRequest()),
-      reason: full ? 'queue full' : 'client aborted',
-      ...(full && { maxPending }),
+      reason: 'client aborted',
     });
+  }
+
+  /** Writes the line of the rejections tallied for `source`'s request, if any: its response has ended. */
+  writeRejections(source: RequestSource): void {
+    this.rejections.writeOf(source);
+  }
+
+  /** Writes every tally of rejections still open: for `drain()`, before the app exits. */
+  writeAllRejections(): void {
+    this.rejections.writeAll();
   }
 
   /**
@@ -444,8 +471,12 @@ export class TaskObserver {
 
 /** The fields that place a task: which one, for which request. */
 function requestFields(task: string, request: TaskRequest) {
+  return { task, ...placeFields(request) };
+}
+
+/** The fields that place a line: for which request. */
+function placeFields(request: TaskRequest) {
   return {
-    task,
     requestId: request.id,
     method: request.method,
     url: request.url,

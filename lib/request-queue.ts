@@ -39,6 +39,8 @@ export class RequestQueue implements RequestSource {
   /** A task that failed and waits for its retry; it runs before the rest. */
   retrying: Task | undefined = undefined;
   retryTimer: NodeJS.Timeout | undefined = undefined;
+  /** The turn of the event loop the queue waits for between two tasks. */
+  turn: NodeJS.Immediate | undefined = undefined;
   /** The request's async context, taken at the first task: where every start runs. */
   scope: AsyncResource | undefined = undefined;
 

@@ -1,8 +1,9 @@
 /**
  * The runner behind one `backgroundTasks()` middleware. It starts a request's queue when the
- * response ends, runs that request's tasks one after another and at most `concurrency` tasks at
- * once overall, enforces timeouts and retries, and answers `idle()` and `drain()`. Every outcome
- * goes to its observer, which counts, logs and traces it.
+ * response ends, runs that request's tasks one after another (a turn of the event loop between
+ * two) and at most `concurrency` tasks at once overall, enforces timeouts and retries, and
+ * answers `idle()` and `drain()`. Every outcome goes to its observer, which counts, logs and
+ * traces it.
  */
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
@@ -141,7 +142,10 @@ export class TaskRunner {
 
   private async drainWithin(limit: number): Promise<DrainResult> {
     const linesDeadline = performance.now() + limit + DRAIN_LINES_GRACE_MS;
-    if (await inTime(this.idle(), limit)) return { completed: true, abandoned: 0 };
+    const completed = await inTime(this.idle(), limit);
+    // Rejections still tallied are written now, before the app exits.
+    this.observer.writeAllRejections();
+    if (completed) return { completed: true, abandoned: 0 };
     // idle() waits for the lines too: a test that awaits it then reads them all.
     this.writingLines = true;
     const lines = this.abandonAll();
@@ -205,6 +209,8 @@ export class TaskRunner {
 
   private responseEnded(queue: RequestQueue): void {
     queue.ended = true;
+    // The route is done adding: what it had rejected is one line now.
+    this.observer.writeRejections(queue);
     this.start(queue);
   }
 
@@ -243,23 +249,34 @@ export class TaskRunner {
     this.pump();
   }
 
-  /**
-   * Runs the queue's tasks while they end synchronously and a slot stays free for it; lines the
-   * queue up when it must wait, and lets it go when it has nothing left.
-   */
+  /** Runs the queue's next task, or lets the queue go when it has nothing left. */
   private drive(queue: RequestQueue): void {
-    for (let first = true; ; first = false) {
-      if (!queue.hasNext()) {
-        queue.active = false;
-        this.retireIfDone(queue);
-        return;
-      }
-      if (!first && (this.counts.running >= this.options.concurrency || this.waiting.length > 0)) {
-        this.waiting.push(queue);
-        return;
-      }
-      if (!this.runAttempt(queue, queue.takeNext()!)) return;
+    if (!queue.hasNext()) {
+      queue.active = false;
+      this.retireIfDone(queue);
+      return;
     }
+    if (this.runAttempt(queue, queue.takeNext()!)) this.goOn(queue);
+  }
+
+  /**
+   * A task of the queue has ended: its next one starts after a turn of the event loop (a
+   * macrotask, so that I/O runs first: a task that re-adds itself, sync or async without real
+   * I/O, must not starve the server). A queue with nothing left is let go at once, with no turn.
+   */
+  private goOn(queue: RequestQueue): void {
+    if (!queue.hasNext()) {
+      queue.active = false;
+      this.retireIfDone(queue);
+      return;
+    }
+    queue.turn = setImmediate(onTurn, this, queue);
+  }
+
+  /** @internal Called by the turn that `goOn()` waited for. */
+  turnDue(queue: RequestQueue): void {
+    queue.turn = undefined;
+    queue.scope!.runInAsyncScope(this.advance, this, queue);
   }
 
   /**
@@ -340,10 +357,10 @@ export class TaskRunner {
     attempt.queue.attempt = undefined;
   }
 
-  /** After an async attempt: the queue goes on, or (a retry is waiting) its slot goes to the line. */
+  /** After an async attempt: the queue goes on (after a turn), and its slot goes to the line. */
   private afterAttempt(queue: RequestQueue, ended: boolean): void {
-    if (ended) this.advance(queue);
-    else this.pump();
+    if (ended) this.goOn(queue);
+    this.pump();
   }
 
   /** Called by `timeouts` when an attempt's time is up. */
@@ -398,6 +415,10 @@ export class TaskRunner {
         clearTimeout(queue.retryTimer);
         queue.retryTimer = undefined;
       }
+      if (queue.turn !== undefined) {
+        clearImmediate(queue.turn);
+        queue.turn = undefined;
+      }
       for (const task of queue.takeAll()) {
         const state = task.attempt > 0 ? 'waiting to retry' : 'pending';
         lines.push(this.observer.abandoned(task, queue, state));
@@ -439,4 +460,8 @@ function retryDelay(base: number, attempt: number): number {
 
 function onRetryDue(runner: TaskRunner, queue: RequestQueue): void {
   runner.retryDue(queue);
+}
+
+function onTurn(runner: TaskRunner, queue: RequestQueue): void {
+  runner.turnDue(queue);
 }

@@ -6,8 +6,9 @@
  * is written as one line as soon as stderr takes a line again. `flushStderr()` may wait for the
  * reader, up to a deadline: for `closeLogger()` at exit.
  */
-import { writeSync } from 'node:fs';
+import { writevSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { noticeLine } from './log-format';
 import { LOG_MESSAGES } from './log-messages';
 
 /** The most time the fallback spends writing to stderr in one turn of the event loop, in ms. */
@@ -31,6 +32,11 @@ export function writeToStderr(text: string, owner?: DropCount): void {
  */
 export function flushStderr(deadline: number): boolean {
   return fallback.flush(deadline);
+}
+
+/** True while stderr's buffer has room for a large line (a record that waits may come now). */
+export function stderrHasRoom(): boolean {
+  return stderrBacklog().bytes + LARGE_LINE_BYTES <= MAX_STDERR_BUFFER_BYTES;
 }
 
 /**
@@ -57,6 +63,11 @@ export function takeUnreportedDrops(): number {
   return fallback.takeUnreported();
 }
 
+/** Counts `count` drops as not yet reported again: a logger that was to report them failed. */
+export function restoreUnreportedDrops(count: number): void {
+  fallback.restoreUnreported(count);
+}
+
 export interface Backlog {
   /** Lines waiting for stderr. */
   lines: number;
@@ -75,10 +86,14 @@ interface Line {
   readonly owner: DropCount | undefined;
 }
 
+/** A line as large as the library's own get (three texts of 8,192 characters, and fields). */
+const LARGE_LINE_BYTES = 65_536;
 /** No line is shorter: a buffer with less room than this is full. */
 const MIN_LINE_BYTES = 16;
-/** How often a full stderr is tried again. */
-const RETRY_MS = 10;
+/** About how many bytes one write takes at most. */
+const BATCH_BYTES = 65_536;
+/** The longest wait before a full stderr is tried again. */
+const MAX_RETRY_MS = 10;
 
 class StderrFallback {
   private lines: Array<Line | undefined> = [];
@@ -90,8 +105,10 @@ class StderrFallback {
   private spentMs = 0;
   private maxTurnMs = 0;
   private turnEnding = false;
-  /** Armed while stderr is full. */
-  private retry: NodeJS.Timeout | undefined = undefined;
+  /** Armed while stderr is full: an immediate, then timers that back off (see retryLater). */
+  private retry: NodeJS.Immediate | NodeJS.Timeout | undefined = undefined;
+  /** Tries since stderr last took a byte. */
+  private fullTries = 0;
   private unreported = 0;
   private opened = false;
 
@@ -116,8 +133,7 @@ class StderrFallback {
       this.push({ bytes: reportLine(this.unreported), owner: undefined });
       this.unreported = 0;
     }
-    clearTimeout(this.retry);
-    this.retry = undefined;
+    this.cancelRetry();
     return this.pump(true, deadline);
   }
 
@@ -128,19 +144,28 @@ class StderrFallback {
   }
 
   giveUpOn(owner: DropCount): void {
-    // A line begun stays: cut in the middle, it would run into the next.
-    const first = this.written > 0 ? this.head + 1 : this.head;
-    const kept: Array<Line | undefined> = this.lines.slice(this.head, first);
-    for (let i = first; i < this.lines.length; i++) {
+    const kept: Array<Line | undefined> = [];
+    for (let i = this.head; i < this.lines.length; i++) {
       const line = this.lines[i]!;
-      if (line.owner !== owner) kept.push(line);
-      else {
-        this.bufferedBytes -= line.bytes.length;
-        this.drop(owner);
+      if (line.owner !== owner) {
+        kept.push(line);
+        continue;
+      }
+      this.bufferedBytes -= line.bytes.length;
+      this.drop(owner);
+      // A line begun is ended, so that the next line does not run into what was written of it.
+      if (i === this.head && this.written > 0) {
+        kept.push({ bytes: Buffer.from('\n'), owner: undefined });
+        this.bufferedBytes += 1;
+        this.written = 0;
       }
     }
     this.lines = kept;
     this.head = 0;
+  }
+
+  restoreUnreported(count: number): void {
+    this.unreported += count;
   }
 
   takeUnreported(): number {
@@ -177,21 +202,22 @@ class StderrFallback {
     this.open();
     while (this.head < this.lines.length) {
       if (!blocking && this.spentMs >= MAX_STDERR_MS_PER_TURN) return false;
-      const line = this.lines[this.head]!;
       const started = performance.now();
       let count: number;
       try {
-        count = writeSync(2, line.bytes, this.written);
+        // Several lines a write: a burst of thousands costs dozens of syscalls, not thousands.
+        count = writevSync(2, this.nextBatch());
       } catch (error) {
         this.spend(started, blocking);
         if ((error as NodeJS.ErrnoException | null)?.code !== 'EAGAIN') {
           // stderr is closed, or its reader is gone: this line cannot arrive.
+          const line = this.lines[this.head]!;
           this.shift();
           this.drop(line.owner);
           continue;
         }
         if (!blocking) {
-          this.retry = setTimeout(resumeFallback, RETRY_MS);
+          this.retryLater();
           return false;
         }
         if (performance.now() >= deadline) return false;
@@ -199,10 +225,58 @@ class StderrFallback {
         continue;
       }
       this.spend(started, blocking);
-      this.written += count;
-      if (this.written === line.bytes.length) this.shift();
+      this.fullTries = 0;
+      this.consume(count);
     }
     return true;
+  }
+
+  /** The lines from the first (what is left of it) up to BATCH_BYTES, for one write. */
+  private nextBatch(): Buffer[] {
+    const first = this.lines[this.head]!.bytes;
+    const batch = [this.written === 0 ? first : first.subarray(this.written)];
+    let bytes = batch[0].length;
+    for (let i = this.head + 1; i < this.lines.length && bytes < BATCH_BYTES; i++) {
+      const next = this.lines[i]!.bytes;
+      batch.push(next);
+      bytes += next.length;
+    }
+    return batch;
+  }
+
+  /** `count` bytes were written: the lines they complete leave the buffer. */
+  private consume(count: number): void {
+    let left = count;
+    while (left > 0) {
+      const line = this.lines[this.head]!;
+      const rest = line.bytes.length - this.written;
+      if (left < rest) {
+        this.written += left;
+        return;
+      }
+      left -= rest;
+      this.shift();
+    }
+  }
+
+  /**
+   * Tries a full stderr again: at the next turn twice (a reader that keeps up empties it in
+   * well under a millisecond), then after 1, 2, 4, 8 and at most 10 ms, so that a stopped reader
+   * costs a syscall every 10 ms, not a spinning loop.
+   */
+  private retryLater(): void {
+    const tries = this.fullTries++;
+    this.retry =
+      tries < 2
+        ? setImmediate(resumeFallback)
+        : setTimeout(resumeFallback, Math.min(MAX_RETRY_MS, 2 ** (tries - 2)));
+  }
+
+  private cancelRetry(): void {
+    if (this.retry === undefined) return;
+    if (this.fullTries <= 2) clearImmediate(this.retry as NodeJS.Immediate);
+    else clearTimeout(this.retry as NodeJS.Timeout);
+    this.retry = undefined;
   }
 
   /** Counts time spent writing against this turn's budget; the budget is renewed at its end. */
@@ -264,6 +338,5 @@ function endFallbackTurn(): void {
 }
 
 function reportLine(dropped: number): Buffer {
-  const record = { level: 'error', message: LOG_MESSAGES.logRecordsDropped, dropped };
-  return Buffer.from(`${JSON.stringify(record)}\n`);
+  return Buffer.from(`${noticeLine(LOG_MESSAGES.logRecordsDropped, { dropped })}\n`);
 }

@@ -1,7 +1,8 @@
 /**
  * What a winston logger or transport holds and has not handed on yet, read from the state of its
  * stream (winston 3's streams are readable-stream 3's): how many records wait, and which, so
- * that records a stuck or failed stream holds can still reach stderr.
+ * that records a stuck or failed stream holds can still reach stderr; and when a Node stream
+ * (stdout, stderr) has handed on what it was given.
  */
 
 interface StreamState {
@@ -59,4 +60,17 @@ function safely<T>(read: () => T): T | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Calls `then` once everything written to `stream` so far has been handed on: at once when
+ * nothing waits; else after an empty write, which calls back after every write before it
+ * ('drain' comes only after a write that was refused, so it may never come).
+ */
+export function afterWrites(
+  stream: NodeJS.WritableStream & { writableLength?: number; destroyed?: boolean },
+  then: () => void,
+): void {
+  if (!(stream.writableLength! > 0) || stream.destroyed === true) return then();
+  stream.write('', () => then());
 }

@@ -21,10 +21,10 @@ export class Task implements Attempting {
   constructor(
     readonly name: string,
     readonly policy: ResolvedPolicy,
-    /** The plain-function form: called with `args`. */
-    readonly fn: ((...args: unknown[]) => unknown) | undefined,
+    /** The function to call: with `args` (the plain-function form), or as `object.run(ctx)`. */
+    readonly fn: (...args: unknown[]) => unknown,
     readonly args: unknown[],
-    /** The object form: `run(ctx)` is called as a method. */
+    /** The object form: `fn` (its `run`, read once at `add()`) is called as its method. */
     readonly object: TaskObject | undefined,
     /** Set for a `defineTask` task, so that a durable queue can take it instead. */
     readonly definition: DefinedTask<unknown> | undefined,
@@ -36,6 +36,6 @@ export class Task implements Attempting {
   }
 
   invoke(ctx: TaskContext | undefined): unknown {
-    return this.object === undefined ? this.fn!(...this.args) : this.object.run(ctx!);
+    return this.object === undefined ? this.fn(...this.args) : this.fn.call(this.object, ctx);
   }
 }

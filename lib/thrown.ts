@@ -3,6 +3,7 @@
  * a getter that throws, and a returned promise may have its own `then` or `constructor`.
  */
 import { inspect, types } from 'node:util';
+import { swallowRejectionOf } from './unobservable-promises';
 
 const { isPromise } = types;
 
@@ -29,6 +30,24 @@ export function toError(value: unknown): Error {
  */
 export const MAX_LOGGED_CHARS = 8_192;
 
+/**
+ * The most characters of a name or id given by users (a task name, a request id, a job name)
+ * that a log line, a span or a metric attribute carries: longer ones are cut by `clip()`.
+ */
+export const MAX_NAME_CHARS = 256;
+
+/**
+ * `text` cut to `maxChars` (default `MAX_LOGGED_CHARS`), ending with a marker that says how long
+ * it was: `… [cut: N characters in all]`. Never cuts a surrogate pair in half.
+ */
+export function clip(text: string, maxChars: number = MAX_LOGGED_CHARS): string {
+  if (text.length <= maxChars) return text;
+  let end = maxChars;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}… [cut: ${text.length} characters in all]`;
+}
+
 /** Copies an error's name, message and (optionally) stack into plain strings, each cut to `MAX_LOGGED_CHARS`. */
 export function errorFields(error: Error, withStack = true): ErrorFields {
   const fields: ErrorFields = {
@@ -43,9 +62,15 @@ export function errorFields(error: Error, withStack = true): ErrorFields {
 }
 
 /**
- * A native promise that settles as `value` does, and never throws. `await` adopts a native
- * promise through its internal state, ignoring an own `then`, so a rejection always gets a
- * handler; a throwing `then` or `constructor` getter becomes a rejection.
+ * A native promise that settles as `value` does, and never throws nor lets a rejection loose.
+ *
+ * A native promise is settled through the intrinsic `Promise.prototype.then`, never through its
+ * own `then` nor through `await`. Its `constructor` and that constructor's `Symbol.species` are
+ * still read by that `then` (and by `await`): when they throw, no handler can be attached at
+ * all, so the result is a rejection with a TypeError that says so (the error as its cause), and
+ * the promise's own rejection, if it comes, is swallowed (see unobservable-promises.ts). Any
+ * other thenable is adopted by `await`, which calls its `then` once in a later job: a throwing
+ * `then` or `then` getter becomes a rejection, and a call back after the first is ignored.
  *
  * An ordinary promise (native, not a proxy, of this realm, with the intrinsic prototype and no
  * own `then` or `constructor`) is returned as it is: nothing in it can run user code, and it
@@ -53,15 +78,16 @@ export function errorFields(error: Error, withStack = true): ErrorFields {
  * 385 ns per async task before, 900 B and 273 ns after: `bench/queue-throughput.ts`).
  */
 export function settle(value: unknown): Promise<unknown> {
-  return isOrdinaryPromise(value) ? value : adopt(value);
+  if (isOrdinaryPromise(value)) return value;
+  return isPromise(value) ? throughIntrinsicThen(value) : adopt(value);
 }
 
-/** True for anything with a callable `then`: what `await` would adopt. */
+/** True for a native promise, or anything else with a callable `then`: what `settle()` settles. */
 export function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
     value !== null &&
     (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
+    (isPromise(value) || typeof (value as { then?: unknown }).then === 'function')
   );
 }
 
@@ -74,15 +100,6 @@ export function readProperty(value: unknown, key: PropertyKey): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** `text` cut to `MAX_LOGGED_CHARS`, with a marker that says how long it was; never half a surrogate pair. */
-export function clip(text: string): string {
-  if (text.length <= MAX_LOGGED_CHARS) return text;
-  let end = MAX_LOGGED_CHARS;
-  const last = text.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${text.slice(0, end)}… [cut: ${text.length} characters in all]`;
 }
 
 function readString(value: unknown, key: string): string | undefined {
@@ -102,6 +119,23 @@ function isOrdinaryPromise(value: unknown): value is Promise<unknown> {
 }
 
 const INTRINSIC_THEN = Promise.prototype.then;
+
+/** Settles a native promise that may have an own `then`, `constructor` or another prototype. */
+function throughIntrinsicThen(promise: Promise<unknown>): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    try {
+      INTRINSIC_THEN.call(promise, resolve, reject);
+    } catch (thrown) {
+      swallowRejectionOf(promise);
+      reject(
+        new TypeError(
+          'the promise returned cannot be settled: reading its constructor or Symbol.species threw (the error is the cause)',
+          { cause: thrown },
+        ),
+      );
+    }
+  });
+}
 
 async function adopt(value: unknown): Promise<unknown> {
   return await value;

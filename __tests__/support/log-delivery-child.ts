@@ -22,7 +22,7 @@ import {
   httpErrorHandler,
   type BackgroundTasksMiddleware,
 } from '../../lib';
-import { droppedRecords, safeLog } from '../../lib/logging';
+import { droppedRecords, recordsInDoubt, safeLog } from '../../lib/logging';
 import { stderrBacklog } from '../../lib/stderr';
 
 export type TransportKind =
@@ -75,6 +75,8 @@ export interface Case {
 export interface Result {
   delivered: Record<string, string[]>;
   stats: ReturnType<BackgroundTasksMiddleware['stats']>;
+  /** Records a Console transport had handed to a stdout that had not written them when the close timed out. */
+  inDoubt: number;
   closed: boolean;
   closeMs: number;
   drain?: { completed: boolean; abandoned: number; ms: number };
@@ -222,6 +224,7 @@ async function main(): Promise<void> {
       transports.filter((t): t is Keeping => t instanceof Keeping).map((t) => [t.kind, t.ids]),
     ),
     stats: { ...bg.stats(), logRecordsDropped: droppedRecords(logger) },
+    inDoubt: recordsInDoubt(logger),
     closed,
     closeMs,
     ...(drain && { drain }),

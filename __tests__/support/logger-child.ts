@@ -2,12 +2,16 @@
  * The child process of logging.test.ts, for what only a real process shows: the records that
  * reach its stderr, and its heap. One scenario per run, named by `SCENARIO`; each prints what it
  * saw as one JSON line on stdout.
- * - `stuck`: 20,000 failing tasks logged through a transport that never acknowledges a record.
+ * - `stuck`: 2,000 then 20 x 1,000 failing tasks logged through a transport that never
+ *   acknowledges a record.
  * - `closed`: a failing task after `closeLogger()`.
  * - `throwing`: a 500 and a failing task, logged through a transport that throws.
  * - `failing-later`: a transport that fails asynchronously, then a second failing task.
  * - `slow-stdout`: `closeLogger()` of a Console logger while stdout, a pipe its reader has
  *   stopped reading, holds a few lines: says `waiting` on stderr, then how it ended.
+ * - `default-stalled`: the default logger (JSON on stdout) while stdout is a pipe nobody reads:
+ *   21,000 failures; says its heap growth and stats on stderr, then `{"resume":true}` (the
+ *   parent reads stdout from then on), then how `closeLogger(bg.logger)` ended.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -57,8 +61,43 @@ async function slowStdout(): Promise<void> {
   process.stderr.write(`${JSON.stringify({ closed })}\n`);
 }
 
+/** The default logger behind a stdout pipe that nobody reads. */
+async function defaultStalled(): Promise<void> {
+  const bg = backgroundTasks({ maxPending: Infinity });
+  const app = express();
+  app.use(bg);
+  app.post('/', (_req, res) => {
+    for (let i = 0; i < 1_000; i++)
+      res.locals.backgroundTasks.add(function failingTask() {
+        throw new Error(`failure ${i} ${'x'.repeat(200)}`);
+      });
+    res.end();
+  });
+  const server = http.createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const fail = async () => {
+    await fetch(`http://127.0.0.1:${port}/`, { method: 'POST' });
+    await bg.idle();
+  };
+  const tell = (event: object) => process.stderr.write(`${JSON.stringify(event)}\n`);
+  await fail(); // warm-up
+  const before = heapAfterGc();
+  for (let i = 0; i < 20; i++) await fail();
+  await new Promise((resolve) => setTimeout(resolve, 1_500)); // the stall is seen, its records go
+  tell({
+    heapGrowth: heapAfterGc() - before,
+    stats: bg.stats(),
+    stdoutHolds: process.stdout.writableLength,
+  });
+  tell({ resume: true });
+  tell({ closed: await closeLogger(bg.logger, { timeoutMs: 10_000 }) });
+  server.close();
+}
+
 async function main(scenario: string): Promise<void> {
   if (scenario === 'slow-stdout') return slowStdout();
+  if (scenario === 'default-stalled') return defaultStalled();
   const transport = {
     stuck: () => new Stuck(),
     closed: () => new winston.transports.Console(),
@@ -90,7 +129,9 @@ async function main(scenario: string): Promise<void> {
   if (scenario === 'stuck') {
     await fail(2_000); // fills the stuck logger up to its limit, and warms up
     const before = heapAfterGc();
-    await fail(20_000);
+    // 20 requests of 1,000: each request's failures are one synchronous stretch, which stderr's
+    // bounded buffer takes whole while its reader keeps up.
+    for (let i = 0; i < 20; i++) await fail(1_000);
     say({ heapGrowth: heapAfterGc() - before, stats: bg.stats() });
   } else if (scenario === 'closed') {
     await closeLogger(logger);

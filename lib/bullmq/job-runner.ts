@@ -11,6 +11,7 @@ import {
   jobAttempt,
   runHandler,
   unknownTaskMessage,
+  unreadableReason,
   type AnyDefinedTask,
   type Runnable,
 } from '../job-attempt';
@@ -19,6 +20,7 @@ import type { Attempting, RequestSource } from '../attempting';
 import { TaskObserver } from '../observer';
 import type { BackgroundTasksStats, TaskFailure } from '../types';
 import { ConnectionLog } from './connection';
+import { isUnreadableData } from './unreadable-job';
 
 export type { AnyDefinedTask, Runnable };
 
@@ -65,14 +67,21 @@ export class JobRunner {
     });
   }
 
-  /** One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed out. */
+  /**
+   * One attempt: resolves when the task succeeded, rejects (after logging) when it failed or timed
+   * out. A job this worker cannot read (its data is not what `bullmqDurable` writes, or it names
+   * a task this worker does not run) fails at once, unrecoverable: retrying cannot help.
+   */
   async run(job: AnyJob, cancelled: AbortSignal | undefined): Promise<void> {
     const { subject, source } = attemptOf(job, startsOf(job));
     this.observer.attemptStarted(subject, source);
+    const data: unknown = job.data;
+    const unreadable = isUnreadableData(data) ? data.reason : unreadableReason(data);
     const task = this.tasks.get(job.name);
-    if (task === undefined) {
-      // Unrecoverable: retrying on this worker cannot help. Once a worker that knows the task runs, `job.retry()` can.
-      const error = new UnrecoverableError(unknownTaskMessage(job.name, this.tasks));
+    if (unreadable !== undefined || task === undefined) {
+      // Once a worker that knows the task runs, `job.retry()` can run it.
+      const reason = unreadable ?? unknownTaskMessage(subject.name, this.tasks);
+      const error = new UnrecoverableError(`job ${subject.jobId} cannot be run: ${reason}`);
       throw this.failed(job, subject, source, false, error);
     }
     const failure = await runHandler(task, subject, source, cancelled, job.data);

@@ -2,7 +2,7 @@
  * `startWorker()`: a BullMQ worker for the jobs that `bullmqDurable()` added, in any process on
  * any machine. This file checks its options and sets BullMQ up; job-runner.ts runs the jobs.
  */
-import { Worker, type ConnectionOptions, type WorkerOptions } from 'bullmq';
+import type { ConnectionOptions, Worker, WorkerOptions } from 'bullmq';
 import type { Logger } from 'winston';
 import { useLogger } from '../logging';
 import {
@@ -17,6 +17,7 @@ import { tasksByName } from '../job-attempt';
 import type { BackgroundTasksStats, TaskFailure } from '../types';
 import { resolveLocation, type QueueLocation } from './connection';
 import { JobRunner, type AnyDefinedTask } from './job-runner';
+import { ReadingWorker } from './unreadable-job';
 
 export type { AnyDefinedTask };
 
@@ -86,7 +87,7 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
   const runner = new JobRunner(logger, tasks, given.onTaskError);
   const workerOptions = checkWorkerOptions(where, given.workerOptions);
   const concurrency = checkInteger(where, 'concurrency', given.concurrency, 8, 1, 10_000);
-  const worker = new Worker<unknown, unknown, string>(
+  const worker = new ReadingWorker(
     queueName,
     // Three parameters: BullMQ passes a signal, aborted when the job is cancelled, only to a processor that declares it.
     (job, _token, signal) => runner.run(job, signal),

@@ -20,7 +20,9 @@ import type { HttpPairs, HttpSample } from './http-load';
 import type { PayloadCheckRow } from './payload-check';
 import type { PgBossResult } from './pgboss';
 import type { ThroughputRow } from './queue-throughput';
-import { median, pairwise, quantile, spread, type Spread } from './stats';
+import { f1, f2, int, mb, pass, table, withSpread, withSpread4 } from './format';
+import { pgbossSection, pgbossTargets } from './pgboss-report';
+import { median, pairwise, spread, type Spread } from './stats';
 
 export interface Environment {
   date: string;
@@ -52,27 +54,6 @@ export interface Results {
 const MAX_PAYLOAD_CHECK_RATIO = 2;
 /** Issue 16 and the README: checking a payload costs no more than parsing the body it came in. */
 const MAX_PAYLOAD_PARSE_RATIO = 1;
-/** Issue 15: the fast path's p50 latency against a LISTEN/NOTIFY worker's, and a polling worker's. */
-const MAX_FAST_TO_NOTIFY_P50 = 0.1;
-const MAX_FAST_TO_POLL_P50 = 0.01;
-/** Issue 15: the fast path's tasks per second against pg-boss's send in a transaction plus work(). */
-const MIN_FAST_TO_PGBOSS_THROUGHPUT = 0.9;
-
-const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
-const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(2)} MB`;
-const int = (x: number) => Math.round(x).toLocaleString('en-US');
-const pass = (ok: boolean) => (ok ? 'met' : '**MISSED**');
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
-const withSpread = (s: Spread) => `${f3(s.median)} (${f3(s.p25)}–${f3(s.p75)})`;
-/** In the targets table: one more decimal, so that a near miss does not read as the target itself. */
-const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
-const withSpread4 = (s: Spread) => `${f4(s.median)} (${f3(s.p25)}–${f3(s.p75)})`;
-
-function table(header: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
-}
 
 function scenarioName(name: string): string {
   const base = name.split('#')[0];
@@ -252,30 +233,7 @@ export function renderReport(results: Results): string {
       ]);
     }
   }
-  const pg = results.pgboss === undefined ? undefined : pgbossFigures(results.pgboss);
-  if (pg !== undefined) {
-    for (const [versus, target] of [
-      ['notify', MAX_FAST_TO_NOTIFY_P50],
-      ['poll', MAX_FAST_TO_POLL_P50],
-    ] as const) {
-      const ratio = pg.p50Ratio[versus];
-      targets.push([
-        `PostgreSQL: p50 latency, commit to task start, of the fast path / of a pg-boss worker ` +
-          `${versus === 'notify' ? 'woken by LISTEN/NOTIFY' : 'polling every 2 s'}: ` +
-          `${f2(pg.latency.fast.p50)} vs ${f2(pg.latency[versus].p50)} ms`,
-        `${f4(ratio.all)} (rounds ${f4(ratio.low)}–${f4(ratio.high)})`,
-        `≤ ${f2(target)}`,
-        pass(ratio.all <= target),
-      ]);
-    }
-    targets.push([
-      "PostgreSQL: tasks per second end to end, fast path / pg-boss's send in the transaction + work(): " +
-        `${int(median(results.pgboss!.throughput.fast))} vs ${int(median(results.pgboss!.throughput.pgboss))}`,
-      withSpread4(pg.throughputRatio),
-      `≥ ${f2(MIN_FAST_TO_PGBOSS_THROUGHPUT)}`,
-      pass(pg.throughputRatio.median >= MIN_FAST_TO_PGBOSS_THROUGHPUT),
-    ]);
-  }
+  if (results.pgboss !== undefined) targets.push(...pgbossTargets(results.pgboss));
   if (targets.length > 0) {
     out.push('## Targets', '');
     out.push(
@@ -411,15 +369,8 @@ export function renderReport(results: Results): string {
     out.push('');
   }
 
-  if (results.pgbossSkipped !== undefined) {
-    out.push('## PostgreSQL: the fast path against pg-boss', '');
-    out.push(
-      `Not run on Node ${env.node.replace(/^v/, '')}: ${results.pgbossSkipped} Run it on Node 22 or 24: ` +
-        '`npm run bench -- --only pgboss`.',
-      '',
-    );
-  }
-  if (pg !== undefined) out.push(...pgbossSection(results.pgboss!, pg), '');
+  if (results.pgboss !== undefined || results.pgbossSkipped !== undefined)
+    out.push(...pgbossSection(results.pgboss, results.pgbossSkipped, env.node), '');
 
   out.push('## How these were measured', '');
   out.push(
@@ -449,133 +400,4 @@ export function renderReport(results: Results): string {
     '',
   );
   return out.join('\n');
-}
-
-interface PgBossFigures {
-  latency: Record<
-    'fast' | 'fastFromResponse' | 'poll' | 'notify',
-    { p50: number; p99: number; n: number }
-  >;
-  /** The fast path's p50 over each worker's: from all samples, and the lowest and highest round. */
-  p50Ratio: Record<'poll' | 'notify', { all: number; low: number; high: number }>;
-  /** The fast path's tasks per second over pg-boss's, round by round. */
-  throughputRatio: Spread;
-}
-
-function pgbossFigures(pg: PgBossResult): PgBossFigures {
-  const of = (rounds: number[][]) => {
-    const all = rounds.flat();
-    return { p50: quantile(all, 0.5), p99: quantile(all, 0.99), n: all.length };
-  };
-  const latency = {
-    fast: of(pg.latency.fast),
-    fastFromResponse: of(pg.fastFromResponse),
-    poll: of(pg.latency.poll),
-    notify: of(pg.latency.notify),
-  };
-  const ratioTo = (versus: 'poll' | 'notify') => {
-    const byRound = pg.latency.fast.map(
-      (samples, round) => median(samples) / median(pg.latency[versus][round]),
-    );
-    return {
-      all: latency.fast.p50 / latency[versus].p50,
-      low: Math.min(...byRound),
-      high: Math.max(...byRound),
-    };
-  };
-  return {
-    latency,
-    p50Ratio: { poll: ratioTo('poll'), notify: ratioTo('notify') },
-    throughputRatio: spread(
-      pairwise(pg.throughput.pgboss, pg.throughput.fast, (ref, cand) => cand / ref),
-    ),
-  };
-}
-
-function pgbossSection(pg: PgBossResult, figures: PgBossFigures): string[] {
-  const rounds = pg.throughput.fast.length;
-  const ms = (values: number[]) => withSpread(spread(values));
-  const cost = pg.cost;
-  const added = (variant: keyof PgBossResult['cost'], field: 'stepMs' | 'requestMs') =>
-    f3(median(cost[variant][field]) - median(cost.bareInsert[field]));
-  return [
-    '## PostgreSQL: the fast path against pg-boss',
-    '',
-    `Node ${pg.node}, PostgreSQL ${pg.postgres} on loopback (fsync off, as in the tests), ${rounds} rounds; ` +
-      'the web app, the workers and the client in one process; every pool 10 connections, every runner 16 tasks at once.',
-    '',
-    table(
-      ['Latency, commit to task start', 'p50 ms', 'p99 ms', 'Samples'],
-      (
-        [
-          ['fast path: addInTransaction(), claimed and run here after the response', 'fast'],
-          [
-            "the same tasks, from the response's end (the claim's round trip, and the runner)",
-            'fastFromResponse',
-          ],
-          ['pg-boss send() in the transaction, work() woken by LISTEN/NOTIFY', 'notify'],
-          [
-            "pg-boss send() in the transaction, work() polling every 2 s (pg-boss's default)",
-            'poll',
-          ],
-        ] as const
-      ).map(([label, key]) => [
-        label,
-        f2(figures.latency[key].p50),
-        f2(figures.latency[key].p99),
-        String(figures.latency[key].n),
-      ]),
-    ),
-    '',
-    table(
-      ['Throughput, end to end', 'Tasks/s, median', 'Each round', 'Ratio to pg-boss: median (IQR)'],
-      [
-        [
-          'fast path',
-          int(median(pg.throughput.fast)),
-          pg.throughput.fast.map(int).join(', '),
-          withSpread(figures.throughputRatio),
-        ],
-        [
-          'pg-boss send() in the transaction + work() (LISTEN/NOTIFY)',
-          int(median(pg.throughput.pgboss)),
-          pg.throughput.pgboss.map(int).join(', '),
-          '1',
-        ],
-      ],
-    ),
-    '',
-    table(
-      [
-        'Cost in the request',
-        'The step in the transaction, ms: median (IQR)',
-        'Added over a bare INSERT, ms',
-        'Whole request on the server, ms: median (IQR)',
-        'Added, ms',
-        'Requests',
-      ],
-      (
-        [
-          ['addInTransaction()', 'addInTransaction'],
-          ["pg-boss's own send({ db })", 'pgbossSend'],
-          ['a bare INSERT of the same data', 'bareInsert'],
-        ] as const
-      ).map(([label, key]) => [
-        label,
-        ms(cost[key].stepMs),
-        key === 'bareInsert' ? '' : added(key, 'stepMs'),
-        ms(cost[key].requestMs),
-        key === 'bareInsert' ? '' : added(key, 'requestMs'),
-        String(cost[key].stepMs.length),
-      ]),
-    ),
-    '',
-    'Latency: requests arrive at random (a Poisson process, 4 a second) for every variant; each sample is one ' +
-      "task's start minus its transaction's commit, on one clock. Throughput: 16 clients, each sending its next " +
-      'request when its last is answered, from the first request until the database has every job completed (the fast ' +
-      "path's write-backs, or pg-boss's completions); ratios are per round. Cost: one request at a time, the variants " +
-      "taking turns, each after the previous one's task has ended; the step is the one call in the transaction, " +
-      "between the order's INSERT and the COMMIT; the whole request is timed on the server, from its arrival to " +
-      "its response's `finish` (this process's client would also count the claim that follows the response).",
-  ];
 }

@@ -52,14 +52,17 @@ function byOutcome(all: MetricData[], metric: string, durable: boolean): Record<
   return sums;
 }
 
-/** What changed between two collections, outcome by outcome (zeros left out). */
-function delta(
-  after: Record<string, number>,
-  before: Record<string, number>,
+/** The points of `metric` for send-receipt recorded between two collections, by outcome (zeros left out). */
+function changes(
+  before: MetricData[],
+  after: MetricData[],
+  metric: string,
+  durable: boolean,
 ): Record<string, number> {
+  const was = byOutcome(before, metric, durable);
   const changed: Record<string, number> = {};
-  for (const [outcome, value] of Object.entries(after))
-    if (value !== (before[outcome] ?? 0)) changed[outcome] = value - (before[outcome] ?? 0);
+  for (const [outcome, value] of Object.entries(byOutcome(after, metric, durable)))
+    if (value !== (was[outcome] ?? 0)) changed[outcome] = value - (was[outcome] ?? 0);
   return changed;
 }
 
@@ -105,9 +108,7 @@ describePgBoss('addInTransaction() tasks in spans, metrics and stats()', () => {
     expect(isChildOf(attempt, requestSpan.spanContext())).toBe(true);
     const after = await otel.collect();
     for (const metric of ['background_task.ended', 'background_task.attempt.duration']) {
-      expect(delta(byOutcome(after, metric, false), byOutcome(before, metric, false))).toEqual({
-        succeeded: 1,
-      });
+      expect(changes(before, after, metric, false)).toEqual({ succeeded: 1 });
     }
   });
 
@@ -149,16 +150,9 @@ describePgBoss('addInTransaction() tasks in spans, metrics and stats()', () => {
     expect(isChildOf(consumer, insert.spanContext())).toBe(true);
 
     const after = await otel.collect();
-    const ended = (durable: boolean) =>
-      delta(
-        byOutcome(after, 'background_task.ended', durable),
-        byOutcome(before, 'background_task.ended', durable),
-      );
+    const ended = (durable: boolean) => changes(before, after, 'background_task.ended', durable);
     const attempts = (durable: boolean) =>
-      delta(
-        byOutcome(after, 'background_task.attempt.duration', durable),
-        byOutcome(before, 'background_task.attempt.duration', durable),
-      );
+      changes(before, after, 'background_task.attempt.duration', durable);
     expect(ended(false)).toEqual({ left_to_workers: 2 });
     expect(attempts(false)).toEqual({ left_to_workers: 1 });
     expect(ended(true)).toEqual({ succeeded: 1 });
@@ -201,22 +195,16 @@ describePgBoss('addInTransaction() tasks in spans, metrics and stats()', () => {
       [false, web],
       [true, worker.stats()],
     ] as const) {
-      const ended = delta(
-        byOutcome(after, 'background_task.ended', durable),
-        byOutcome(before, 'background_task.ended', durable),
-      );
-      expect(ended).toEqual(endedOf(stats));
+      expect(changes(before, after, 'background_task.ended', durable)).toEqual(endedOf(stats));
     }
     // Here: 1 succeeded, 2 failed (the fail=1 task's two attempts), 1 left to the workers; on the
     // worker: 2 failed, 1 succeeded.
     const spans = otel.spansNamed('background task send-receipt').slice(spansBefore);
     const attemptPoints = (durable: boolean) =>
-      Object.values(
-        delta(
-          byOutcome(after, 'background_task.attempt.duration', durable),
-          byOutcome(before, 'background_task.attempt.duration', durable),
-        ),
-      ).reduce((sum, value) => sum + value, 0);
+      Object.values(changes(before, after, 'background_task.attempt.duration', durable)).reduce(
+        (sum, value) => sum + value,
+        0,
+      );
     expect(spans.filter((span) => span.kind === SpanKind.INTERNAL)).toHaveLength(4);
     expect(attemptPoints(false)).toBe(4);
     expect(spans.filter((span) => span.kind === SpanKind.CONSUMER)).toHaveLength(3);

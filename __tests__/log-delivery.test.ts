@@ -243,10 +243,11 @@ describe('a record stderr cannot take is counted, and the count is reported', ()
   }, 30_000);
 
   test('once the reader reads again, one "log records dropped" line gives the count', async () => {
+    // More than the line for a stuck logger (10,000) and stderr's buffer (8 MiB) together hold.
     const spec: Case = {
       ...base,
       size: 2_000,
-      records: 6_000,
+      records: 20_000,
       transports: ['stuck'],
       closeTimeoutMs: 1_500,
       signalBurstDone: true,

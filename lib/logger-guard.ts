@@ -28,6 +28,7 @@ import {
 } from './log-format';
 import { LOG_MESSAGES, type LogLevel } from './log-messages';
 import {
+  countDrop,
   dropIfFull,
   restoreUnreportedDrops,
   stderrHasRoom,
@@ -237,7 +238,7 @@ export class LoggerGuard implements TransportOwner, DropCount {
 
   dropInstead(): boolean {
     if (performance.now() <= this.spillDeadline) return dropIfFull(this);
-    this.dropped++;
+    countDrop(this);
     return true;
   }
 

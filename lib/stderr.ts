@@ -47,6 +47,11 @@ export function dropIfFull(owner: DropCount): boolean {
   return fallback.dropIfFull(owner);
 }
 
+/** Counts a line as dropped without making it (a close past its deadline), to be reported like any drop. */
+export function countDrop(owner: DropCount): void {
+  fallback.countDrop(owner);
+}
+
 /**
  * Gives up on the lines that still wait for `owner` (a logger being closed, past its deadline):
  * each is counted as dropped, since the process is about to exit without them.
@@ -141,6 +146,10 @@ class StderrFallback {
     if (this.bufferedBytes + MIN_LINE_BYTES <= MAX_STDERR_BUFFER_BYTES) return false;
     this.drop(owner);
     return true;
+  }
+
+  countDrop(owner: DropCount): void {
+    this.drop(owner);
   }
 
   giveUpOn(owner: DropCount): void {

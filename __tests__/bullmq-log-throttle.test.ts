@@ -6,7 +6,7 @@
 import { ReplyError } from 'ioredis';
 import { LOG_MESSAGES } from '../lib';
 import { ConnectionLog } from '../lib/bullmq/connection';
-import { MAX_REMEMBERED_ERRORS, REPEAT_INTERVAL_MS } from '../lib/bullmq/repeat-counter';
+import { MAX_REMEMBERED_ERRORS, REPEAT_INTERVAL_MS } from '../lib/repeat-counter';
 import { captureLogger, type CapturedLogger } from './support/capture';
 
 const OOM = "OOM command not allowed when used memory > 'maxmemory'.";

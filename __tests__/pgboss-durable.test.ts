@@ -170,13 +170,14 @@ describePgBoss('add(definedTask) on pg-boss', () => {
         }),
       }),
     ]);
-    // Each line so far is one error, with the repeats held back before it; close() adds a line for
-    // the repeats still untold. So the lines before close(), plus every repeats, are every error.
-    const occurrences = lines().length;
+    // Within a minute, each line is the first error of its kind, or (at close()) the repeats
+    // still untold of one kind: a line stands for its repeats, or else for one error. close()
+    // stops pg-boss before it tells the repeats, so those its stop emits are told too.
+    const before = lines().length;
     await worker.close();
-    expect(lines().length).toBe(occurrences + 1);
-    const repeats = lines().reduce((sum, line) => sum + (Number(line.repeats) || 0), 0);
-    expect(occurrences + repeats).toBe(errors);
+    const told = lines().slice(before);
+    expect(told).toContainEqual(expect.objectContaining({ repeats: expect.any(Number) }));
+    expect(lines().reduce((sum, line) => sum + (Number(line.repeats) || 1), 0)).toBe(errors);
   });
 
   test('PostgreSQL cannot be reached: the failed send is logged, and the task runs in this process', async () => {

@@ -18,6 +18,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'winston';
 import { Fifo } from './fifo';
 import {
+  LEVEL,
   applyFormat,
   lineOf,
   minimalLine,
@@ -36,7 +37,7 @@ import {
   writeToStderr,
   type DropCount,
 } from './stderr';
-import { heldReads, heldWrites, isEnded, waitingOn } from './stream-backlog';
+import { hasReaders, heldReads, heldWrites, isEnded, waitingOn } from './stream-backlog';
 import { errorFields, toError } from './thrown';
 import {
   TransportGuard,
@@ -455,6 +456,15 @@ export class LoggerGuard implements TransportOwner, DropCount {
     const transform = logger._transform;
     if (typeof transform === 'function') {
       logger._transform = (info, encoding, callback) => {
+        if (logger.silent !== true && !hasReaders(logger)) {
+          // No transport is piped (the only one failed and is not piped again yet, or the app
+          // has none): winston would print the raw record to the console, past the app's
+          // format ("Attempt to write logs with no transports"), and hold it in memory.
+          if (isInfo(info) && info[LEVEL] === undefined) info[LEVEL] = info.level;
+          this.spillRaw(info, logger.format as Format | undefined);
+          callback();
+          return;
+        }
         try {
           transform.call(logger, info, encoding, callback);
         } catch (error) {
@@ -484,3 +494,7 @@ export class LoggerGuard implements TransportOwner, DropCount {
 }
 
 const guards = new WeakMap<Logger, LoggerGuard>();
+
+function isInfo(value: unknown): value is Info {
+  return typeof value === 'object' && value !== null;
+}

@@ -12,7 +12,7 @@ interface StreamState {
     ending?: boolean;
     getBuffer?(): Array<{ chunk: unknown }>;
   };
-  _readableState?: { buffer?: { head?: BufferEntry | null } };
+  _readableState?: { buffer?: { head?: BufferEntry | null }; pipes?: unknown };
   _transformState?: { writechunk?: unknown; writecb?: unknown };
 }
 
@@ -30,6 +30,17 @@ export function waitingOn(stream: object): number {
 /** The stream was ended (`end()`): a write now would fail with "write after end". */
 export function isEnded(stream: object): boolean {
   return (stream as StreamState)._writableState?.ending === true;
+}
+
+/**
+ * A readable stream (a logger) has a reader piped to it (a transport). readable-stream 3 keeps
+ * `null`, one stream, or an array; a stream of unknown make is taken to have one.
+ */
+export function hasReaders(stream: object): boolean {
+  const state = (stream as StreamState)._readableState;
+  if (state === undefined || !('pipes' in state)) return true;
+  const pipes = state.pipes;
+  return Array.isArray(pipes) ? pipes.length > 0 : pipes != null;
 }
 
 /**

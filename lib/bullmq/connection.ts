@@ -8,7 +8,7 @@ import type { RedisOptions } from 'ioredis';
 import type { Logger } from 'winston';
 import { LOG_MESSAGES, safeLog } from '../logging';
 import { fail } from '../options';
-import { RepeatCounter } from './repeat-counter';
+import { RepeatCounter } from '../repeat-counter';
 import { errorFields, readProperty, toError } from '../thrown';
 
 /**

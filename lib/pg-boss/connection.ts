@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { PgBoss } from 'pg-boss';
 import type { Logger } from 'winston';
-import { RepeatCounter } from '../bullmq/repeat-counter';
+import { RepeatCounter } from '../repeat-counter';
 import { LOG_MESSAGES, safeLog } from '../logging';
 import { fail } from '../options';
 import { errorFields, readProperty, toError } from '../thrown';
@@ -129,10 +129,14 @@ export class BossConnection {
     return this.starting;
   }
 
-  /** Stops an instance made here (an application's own is left running), and logs the repeats untold. */
+  /** Stops an instance made here (an application's own is left running), then logs the repeats untold. */
   async close(): Promise<void> {
-    this.errors.flush();
-    if (this.own) await this.boss.stop({ graceful: true });
+    // Stopped first, so that the errors its stop emits are among the repeats told.
+    try {
+      if (this.own) await this.boss.stop({ graceful: true });
+    } finally {
+      this.errors.flush();
+    }
   }
 
   private async start(): Promise<PgBoss> {

@@ -315,6 +315,43 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       expect(onError.stats()).toMatchObject({ succeeded: 1 });
     });
 
+    test.each([
+      ['?backgroundTasks=x', '/fail?backgroundTasks=x'],
+      ['?backgroundTasks[add]=1', '/fail?backgroundTasks[add]=1'],
+      ['?requestId[]=a&backgroundTasks=', '/fail?requestId[]=a&backgroundTasks='],
+    ])(
+      'an app that merges the query into res.locals (%s): still plain text, the notifier runs in the request queue, the line has the request id',
+      async (_query, url) => {
+        // The handler once read its queue back from res.locals: `tasks.add is not a function`,
+        // and Express's HTML 500 page with the library's stack.
+        const events: string[] = [];
+        const { app, bg, log } = makeApp(
+          createExpress,
+          (app) => {
+            app.use((req, res, next) => {
+              Object.assign(res.locals, req.query);
+              next();
+            });
+            app.get('/fail', () => {
+              throw new Error('db password is hunter2');
+            });
+          },
+          { errors: { notify: (_err, _req, ctx) => void events.push(ctx.request.id) } },
+        );
+        const res = await request(app)
+          .get(url)
+          .set('X-Request-Id', 'merged-1')
+          .expect(500, 'Internal Server Error');
+        expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
+        await bg.idle();
+        expect(events).toEqual(['merged-1']);
+        expect(bg.stats()).toMatchObject({ succeeded: 1, failed: 0 });
+        expect(log.find(LOG_MESSAGES.requestFailed)).toEqual([
+          expect.objectContaining({ requestId: 'merged-1', status: 500 }),
+        ]);
+      },
+    );
+
     test('an error after headers were sent: logged, notified, and the connection is closed', async () => {
       const events: string[] = [];
       const { app, bg, log } = makeApp(

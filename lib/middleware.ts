@@ -45,17 +45,23 @@ export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTas
 }
 
 /**
- * The request's queue, attached on first call. Nothing else is done per request: the response
- * is only watched once a task is added.
+ * The request's queue, made and attached at `res.locals.backgroundTasks` on the first call.
+ * Nothing else is done per request: the response is only watched once a task is added. Later
+ * calls (the error handler's) find it through the library's own reference, never by reading
+ * `res.locals` back: an app may overwrite it (`Object.assign(res.locals, req.query)`).
  */
 export function queueOf(runner: TaskRunner, req: Request, res: Response): BackgroundTasks {
-  const locals = res.locals;
-  const existing = locals.backgroundTasks;
+  const existing = queues.get(res);
   if (existing !== undefined) return existing;
+  const locals = localsOf(res);
   if (typeof locals.requestId !== 'string') locals.requestId = requestIdOf(req);
   // An id set by an earlier middleware may be of any length: logs and spans carry it clipped.
-  const requestId = clip(locals.requestId, MAX_NAME_CHARS);
-  return (locals.backgroundTasks = new BackgroundTasks(runner, req, res, requestId));
+  const requestId = clip(String(locals.requestId), MAX_NAME_CHARS);
+  const queue = new BackgroundTasks(runner, req, res, requestId);
+  queues.set(res, queue);
+  // Set only where nothing is: a value the app put there is the app's.
+  if (locals.backgroundTasks === undefined) locals.backgroundTasks = queue;
+  return queue;
 }
 
 /** @internal The runner behind a middleware made by `backgroundTasks()`. */
@@ -74,3 +80,11 @@ export function withControls<T extends object>(target: T, runner: TaskRunner): T
 }
 
 const runners = new WeakMap<TaskControls, TaskRunner>();
+/** Each response's queue, as made here: the one place it is looked up. */
+const queues = new WeakMap<Response, BackgroundTasks>();
+
+/** `res.locals`, or a stand-in where an app replaced it with something that holds no field. */
+function localsOf(res: Response): Record<string, unknown> {
+  const locals: unknown = res.locals;
+  return typeof locals === 'object' && locals !== null ? (locals as Record<string, unknown>) : {};
+}

@@ -8,6 +8,7 @@ import type { Express } from 'express';
 import createError from 'http-errors';
 import request from 'supertest';
 import { LOG_MESSAGES, notFound } from '../lib';
+import { MAX_ERROR_HEADER_BYTES } from '../lib/error-response';
 import { EXPRESS_VERSIONS, gate, makeApp, type ExpressFactory } from './support/apps';
 
 /** An app with one route that fails with `thrown` through `next()`, as both majors support. */
@@ -128,13 +129,57 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
       expect(res.headers['transfer-encoding']).toBeUndefined();
       expect(res.headers['set-cookie']).toBeUndefined();
       expect(res.headers['x-content-type-options']).toBe('nosniff');
-      expect(log.find(LOG_MESSAGES.headerSkipped).map((record) => record.header)).toEqual([
-        'Content-Type',
-        'Content-Length',
-        'Transfer-Encoding',
-        'Set-Cookie',
-        'X-Content-Type-Options',
+      expect(log.find(LOG_MESSAGES.headerSkipped)).toEqual([
+        expect.objectContaining({
+          count: 5,
+          tooLarge: 0,
+          headers: [
+            'Content-Type',
+            'Content-Length',
+            'Transfer-Encoding',
+            'Set-Cookie',
+            'X-Content-Type-Options',
+          ],
+        }),
       ]);
+    });
+
+    test('10,000 invalid headers: one line for the response, with the count and the first 10 names', async () => {
+      const headers: Record<string, string> = { 'X-Fine': 'ok' };
+      for (let i = 0; i < 10_000; i++) headers[`X-Bad-${i}`] = `a\r\nb`;
+      const { app, log } = failingApp(createExpress, createError(400, 'bad', { headers }));
+      const res = await request(app).get('/fail').expect(400, 'bad');
+      expect(res.headers['x-fine']).toBe('ok');
+      expect(log.find(LOG_MESSAGES.headerSkipped)).toEqual([
+        expect.objectContaining({
+          count: 10_000,
+          tooLarge: 0,
+          headers: Array.from({ length: 10 }, (_, i) => `X-Bad-${i}`),
+        }),
+      ]);
+    });
+
+    test(`the error's headers are sent up to ${MAX_ERROR_HEADER_BYTES} bytes in all: a 1 MiB one is dropped (a client could not read the response), the others are sent, one line says so`, async () => {
+      const headers = {
+        'Retry-After': '30',
+        'X-Huge': 'x'.repeat(1024 * 1024),
+        ['X-Long-Name-'.padEnd(1_000, 'n')]: 'y'.repeat(7_500),
+        'X-After': 'ok',
+      };
+      const { app, log } = failingApp(createExpress, createError(503, 'down', { headers }));
+      // Node's own client refuses a head over 16 KB (HPE_HEADER_OVERFLOW): this one reads it.
+      const res = await request(app).get('/fail').expect(503, 'Service Unavailable');
+      expect(res.headers['retry-after']).toBe('30');
+      expect(res.headers['x-after']).toBe('ok');
+      expect(res.headers['x-huge']).toBeUndefined();
+      expect(Object.keys(res.headers).some((name) => name.startsWith('x-long-name-'))).toBe(false);
+      const [line] = log.find(LOG_MESSAGES.headerSkipped);
+      expect(line).toMatchObject({ count: 2, tooLarge: 2 });
+      expect(line.headers).toEqual([
+        'X-Huge',
+        expect.stringMatching(/^X-Long-Name-n+… \[cut: 1000 characters in all\]$/),
+      ]);
+      expect(JSON.stringify(line).length).toBeLessThan(1_000);
     });
 
     test('headers set before the error (such as CORS) stay; content headers of the failed body go', async () => {

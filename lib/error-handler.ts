@@ -80,11 +80,16 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
   return withControls(handler, runner);
 }
 
-/** Sends the default response, logging any of the error's headers that were not safe to send. */
+/** Sends the default response, with one line for the error's headers that were not sent, if any. */
 function sendDefault({ res, error, status, tasks, logger }: Failure): void {
   const headers = checkErrorHeaders(readProperty(error, 'headers'));
-  for (const header of headers.skipped) {
-    safeLog(logger, 'warn', LOG_MESSAGES.headerSkipped, { header, requestId: tasks.requestId });
+  if (headers.skipped > 0) {
+    safeLog(logger, 'warn', LOG_MESSAGES.headerSkipped, {
+      requestId: tasks.requestId,
+      count: headers.skipped,
+      tooLarge: headers.tooLarge,
+      headers: headers.names,
+    });
   }
   sendErrorResponse(res, status, errorBody(error, status), headers.valid);
 }

@@ -6,7 +6,7 @@ import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Response } from 'express';
 import type { HttpError } from 'http-errors';
 import statuses from 'statuses';
-import { readProperty } from './thrown';
+import { MAX_NAME_CHARS, clip, readProperty } from './thrown';
 
 /** Headers an error may not set: they frame or type the body we write, or would set state. */
 const PROTECTED_HEADERS = new Set([
@@ -49,28 +49,52 @@ export function statusText(status: number): string {
   return statuses.message[status] ?? (status < 500 ? 'Client Error' : 'Server Error');
 }
 
-/** The error's headers, split into those safe to send and the names of those skipped. */
+/** The most bytes (names and values) of an error's own headers sent with its response. */
+export const MAX_ERROR_HEADER_BYTES = 8_192;
+/** The most skipped header names the one line about them lists. */
+export const MAX_SKIPPED_NAMES_LOGGED = 10;
+
+/** The error's headers, split into those safe to send and an account of those skipped. */
 export interface ErrorHeaders {
   valid: Array<[string, string | number | string[]]>;
-  skipped: string[];
+  /** How many were skipped, for any reason. */
+  skipped: number;
+  /** Of those, how many were valid but would have taken the total past `MAX_ERROR_HEADER_BYTES`. */
+  tooLarge: number;
+  /** The first `MAX_SKIPPED_NAMES_LOGGED` names skipped, each clipped to `MAX_NAME_CHARS`. */
+  names: string[];
 }
 
-/** Keeps each header of an error's `headers` that is valid, of a sendable type, and not protected. */
+/**
+ * Keeps each header of an error's `headers` that is valid, of a sendable type, not protected,
+ * and fits within `MAX_ERROR_HEADER_BYTES` with those kept before it (a header larger than a
+ * client takes, or 10,000 of them, would make the error response itself unreadable).
+ */
 export function checkErrorHeaders(headers: unknown): ErrorHeaders {
-  const checked: ErrorHeaders = { valid: [], skipped: [] };
+  const checked: ErrorHeaders = { valid: [], skipped: 0, tooLarge: 0, names: [] };
   if (headers === null || typeof headers !== 'object') return checked;
   let names: string[];
   try {
     names = Object.keys(headers);
   } catch {
-    checked.skipped.push('(unreadable headers)');
+    skip(checked, '(unreadable headers)');
     return checked;
   }
+  let bytes = 0;
   for (const name of names) {
     const value = readProperty(headers, name);
-    if (isSendable(name, value) && !PROTECTED_HEADERS.has(name.toLowerCase()))
-      checked.valid.push([name, value]);
-    else checked.skipped.push(name);
+    if (!isSendable(name, value) || PROTECTED_HEADERS.has(name.toLowerCase())) {
+      skip(checked, name);
+      continue;
+    }
+    const size = headerBytes(name, value);
+    if (bytes + size > MAX_ERROR_HEADER_BYTES) {
+      checked.tooLarge++;
+      skip(checked, name);
+      continue;
+    }
+    bytes += size;
+    checked.valid.push([name, value]);
   }
   return checked;
 }
@@ -112,6 +136,20 @@ export function cutShort(res: Response): void {
 
 function destroy(res: Response): void {
   res.destroy();
+}
+
+function skip(checked: ErrorHeaders, name: string): void {
+  checked.skipped++;
+  if (checked.names.length < MAX_SKIPPED_NAMES_LOGGED)
+    checked.names.push(clip(name, MAX_NAME_CHARS));
+}
+
+/** A header's bytes on the wire: Node sends its name and each value as `name: value\r\n`, one byte a character. */
+function headerBytes(name: string, value: string | number | string[]): number {
+  const values = Array.isArray(value) ? value : [String(value)];
+  let bytes = 0;
+  for (const item of values) bytes += name.length + item.length + 4;
+  return bytes;
 }
 
 function isSendable(name: string, value: unknown): value is string | number | string[] {

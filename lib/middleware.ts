@@ -5,6 +5,7 @@
  */
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'winston';
+import { countBodyBytes } from './after-headers';
 import { resolveOptions, type BackgroundTasksOptions } from './options';
 import { BackgroundTasks } from './queue';
 import { requestIdOf } from './request-id';
@@ -59,6 +60,7 @@ export function queueOf(runner: TaskRunner, req: Request, res: Response): Backgr
   const requestId = clip(String(locals.requestId), MAX_NAME_CHARS);
   const queue = new BackgroundTasks(runner, req, res, requestId);
   (res as OwnedResponse)[QUEUE] = queue;
+  countBodyBytes(res);
   // Set only where nothing is: a value the app put there is the app's.
   if (locals.backgroundTasks === undefined) locals.backgroundTasks = queue;
   return queue;

@@ -1,0 +1,116 @@
+/**
+ * A response that failed after its head was set: what can still be done honestly. Three cases:
+ * - no byte of it has reached the socket (`writeHead()` alone, or a `HEAD` response, whose head
+ *   Node holds until the end): it is reopened, so that a proper error response can be sent;
+ * - its framing is complete (every byte its `Content-Length` announced, or no body to send and the
+ *   head is out): it is ended as it stands, and the connection goes on to serve the next request
+ *   (destroying it would lose a request the client has already sent on it, keep-alive);
+ * - otherwise (a body short of its length, chunked, or not counted): the connection is destroyed,
+ *   so that the client sees a cut response, never a truncated one that looks whole.
+ * The body's bytes are counted by a `write` the middleware installs on each response
+ * (`countBodyBytes`); `end()` needs no count: an ended response is left to finish.
+ */
+import type { Response } from 'express';
+
+/** What was done with a response that failed after its head was set. */
+export type AfterHeaders = 'reopened' | 'ended' | 'cut';
+
+/** Counts the bytes of body written to `res` from now on (cheap: three properties, no closure). */
+export function countBodyBytes(res: Response): void {
+  const counted = res as CountedResponse;
+  counted[BODY_BYTES] = 0;
+  counted[WRITE] = res.write;
+  counted.write = countingWrite as Response['write'];
+}
+
+/**
+ * Reopens the response if nothing of it has left it, ends it if its framing is complete, and
+ * cuts it otherwise (see the file's comment).
+ */
+export function settleAfterHeaders(res: Response): AfterHeaders {
+  if (res.writableEnded) return 'ended'; // ended already: left to finish
+  const node = res as NodeResponse;
+  if (node._headerSent !== true && heldBy(node) === 0 && reopen(node)) return 'reopened';
+  if (framingComplete(node)) {
+    res.end();
+    return 'ended';
+  }
+  // The destroy waits a turn: Node holds a response's first writes corked until the next tick,
+  // and a destroy now would discard them, so that the client would see no status at all.
+  setImmediate(destroy, res);
+  return 'cut';
+}
+
+const BODY_BYTES = Symbol('express-background-tasks.bodyBytes');
+const WRITE = Symbol('express-background-tasks.write');
+
+type CountedResponse = Response & { [BODY_BYTES]?: number; [WRITE]: Response['write'] };
+
+/** The fields of Node's `ServerResponse` read here; none is documented, all date from Node 0.x. */
+type NodeResponse = Response & {
+  /** The head as built by `writeHead()`, or null. */
+  _header?: string | null;
+  /** True once the head was handed to the socket (or to `outputData`, to be). */
+  _headerSent?: boolean;
+  /** False for `HEAD`, 204 and 304: Node writes no body. */
+  _hasBody?: boolean;
+  /** The head's `Content-Length`, as Node read it. */
+  _contentLength?: number | null;
+  chunkedEncoding?: boolean;
+  statusMessage: string;
+};
+
+function countingWrite(this: CountedResponse, ...args: unknown[]): boolean {
+  const written = Reflect.apply(this[WRITE], this, args) as boolean;
+  const [chunk, encoding] = args;
+  if (typeof chunk === 'string')
+    this[BODY_BYTES]! += Buffer.byteLength(
+      chunk,
+      typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8',
+    );
+  else if (ArrayBuffer.isView(chunk)) this[BODY_BYTES]! += chunk.byteLength;
+  return written;
+}
+
+/**
+ * Forgets a head that never left, so that `writeHead()` may be called again; false if Node's
+ * fields are not as expected (another Node, another server), and it cannot be done safely.
+ */
+function reopen(res: NodeResponse): boolean {
+  if (typeof res._header !== 'string' || res.getHeader === undefined) return false;
+  res._header = null;
+  res._contentLength = null;
+  res.chunkedEncoding = false;
+  // writeHead() keeps the status message it was given or chose ("OK"), and a 204 or 304 had no body.
+  res.statusMessage = undefined as unknown as string;
+  res._hasBody = res.req.method !== 'HEAD';
+  (res as CountedResponse)[BODY_BYTES] = 0;
+  return !res.headersSent;
+}
+
+/**
+ * Bytes the response holds and has not handed to its socket: Node 24 keeps a response's first
+ * chunks, head included, in a buffer of its own until the next tick (`_headerSent` still false);
+ * older versions hand them on at once, or keep them in `outputData` while another response has
+ * the socket. `writableLength` counts those and the socket's.
+ */
+function heldBy(res: NodeResponse): number {
+  return (res.writableLength ?? 0) - (res.socket?.writableLength ?? 0);
+}
+
+/** The head is out, or on its way, and so is every byte of body it announced. */
+function framingComplete(res: NodeResponse): boolean {
+  if (res._hasBody === false) return true;
+  const length = res._contentLength;
+  const written = (res as CountedResponse)[BODY_BYTES];
+  return (
+    res.chunkedEncoding !== true &&
+    typeof length === 'number' &&
+    written !== undefined &&
+    written === length
+  );
+}
+
+function destroy(res: Response): void {
+  res.destroy();
+}

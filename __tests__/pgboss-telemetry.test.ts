@@ -1,31 +1,29 @@
 /**
  * Tasks added with addInTransaction(), seen through a real OpenTelemetry SDK against a real
- * PostgreSQL: the insert's PRODUCER span and the attempt's span under the request's span, the
- * `left_to_workers` outcome on spans and metrics, the worker's CONSUMER span continuing the trace
- * of a job left to it, and after a mixed load the counters by outcome equal to `stats()` on both
+ * PostgreSQL: the insert's PRODUCER span (the insert runs inside it) and the attempt's span under
+ * the request's span, the `left_to_workers` outcome on spans and metrics, the worker's CONSUMER
+ * span continuing the trace of a job left to it (also when the request was not sampled: then the
+ * job carries the trace context with flags `00`, and the worker's span is in that trace, not
+ * sampled either), and after a mixed load the counters by outcome equal to `stats()` on both
  * sides, as every other outcome's are.
  */
-import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
+import { randomBytes } from 'node:crypto';
+import { SpanKind, SpanStatusCode, TraceFlags, trace, type Span } from '@opentelemetry/api';
 import type { MetricData } from '@opentelemetry/sdk-metrics';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import type { RequestHandler } from 'express';
 import request from 'supertest';
 import type { BackgroundTasksStats } from '../lib';
-import { isChildOf, pointsOf, registerOtel } from './support/otel';
+import { isChildOf, pointsOf, registerOtel, serverSpans } from './support/otel';
 import { useOrdersDatabase } from './support/pgboss-database';
 import { describePgBoss } from './support/pgboss-node';
-import { runs } from './support/pgboss-tasks';
+import { runs, type OrderPayload } from './support/pgboss-tasks';
 import { pollUntil } from './support/redis';
 
 const otel = registerOtel();
 const tracer = trace.getTracer('test-app');
 
-/** A SERVER span per request, as @opentelemetry/instrumentation-http makes, named by its X-Request-Id. */
-const requestSpans: RequestHandler = (req, res, next) => {
-  const span = tracer.startSpan(`request ${req.get('x-request-id')}`, { kind: SpanKind.SERVER });
-  res.on('finish', () => span.end());
-  context.with(trace.setSpan(context.active(), span), next);
-};
+/** A SERVER span per request, named by its X-Request-Id. */
+const requestSpans = serverSpans((req) => `request ${req.get('x-request-id')}`);
 
 /** The one ended span named `name`, of kind `kind`, of the request `requestId`. */
 function spanOf(name: string, kind: SpanKind, requestId: string): ReadableSpan {
@@ -112,6 +110,23 @@ describePgBoss('addInTransaction() tasks in spans, metrics and stats()', () => {
     }
   });
 
+  test("the insert runs inside its PRODUCER span: a span the database client starts is the PRODUCER's child", async () => {
+    const setup = db.setUp({ before: requestSpans });
+    // What a pg instrumentation does: a client span under whatever span is active when the
+    // statement is sent. The real insert runs inside it.
+    const insert = setup.durable.insert.bind(setup.durable);
+    setup.durable.insert = (client, job, leaseMs) =>
+      tracer.startActiveSpan('pg insert', (span) =>
+        insert(client, job, leaseMs).finally(() => span.end()),
+      );
+    await request(setup.app).post('/orders').set('X-Request-Id', 'tx-client').expect(201);
+    await setup.bg.idle();
+    const producer = spanOf('enqueue send-receipt', SpanKind.PRODUCER, 'tx-client');
+    const [client] = otel.spansNamed('pg insert');
+    expect(isChildOf(client, producer.spanContext())).toBe(true);
+    expect(setup.bg.stats()).toMatchObject({ succeeded: 1 });
+  });
+
   test("left to the workers: a rolled-back task only in the ended counter; one drain() gave up while it ran with its attempt span and point, both left_to_workers; the worker's CONSUMER span continues the insert's trace", async () => {
     const setup = db.setUp({ before: requestSpans, payload: { hang: 'once' } });
     const worker = await setup.worker();
@@ -157,6 +172,54 @@ describePgBoss('addInTransaction() tasks in spans, metrics and stats()', () => {
     expect(attempts(false)).toEqual({ left_to_workers: 1 });
     expect(ended(true)).toEqual({ succeeded: 1 });
     expect(attempts(true)).toEqual({ succeeded: 1 });
+  });
+
+  test("a request the upstream did not sample (traceparent flags 00): the insert's job carries its trace context with flags 00, and the worker's span for the job left to it is in that trace, not sampled either", async () => {
+    const setup = db.setUp({ before: requestSpans, payload: { hang: 'once' } });
+    await setup.worker();
+    const traceId = randomBytes(16).toString('hex');
+    const upstreamSpanId = randomBytes(8).toString('hex');
+    const started = new Promise<void>((resolve) =>
+      runs.once('run', (event: { event: string }) => event.event === 'started' && resolve()),
+    );
+    // Only the worker's run writes the receipt: the run here hangs until drain() gives up on it.
+    const ranOnWorker = new Promise<Span | undefined>((resolve) => {
+      const onRun = (event: { event: string }) => {
+        if (event.event !== 'ran') return;
+        runs.off('run', onRun);
+        resolve(trace.getActiveSpan()); // emitted inside the task: its attempt span
+      };
+      runs.on('run', onRun);
+    });
+    await request(setup.app)
+      .post('/orders')
+      .set('X-Request-Id', 'tx-unsampled')
+      .set('traceparent', `00-${traceId}-${upstreamSpanId}-00`)
+      .expect(201);
+    await started;
+    expect(await setup.bg.drain({ timeoutMs: 50 })).toEqual({ completed: false, abandoned: 1 });
+    const workerSpan = await ranOnWorker;
+
+    const [job] = await (
+      await setup.worker()
+    ).boss.findJobs<OrderPayload & { trace?: { traceparent: string } }>(setup.queueName);
+    expect(job.data.trace?.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+    const insertSpanId = job.data.trace!.traceparent.split('-')[2];
+    expect(insertSpanId).not.toBe(upstreamSpanId);
+    // A worker that lost the context would have sampled a new root span.
+    expect({ ...workerSpan?.spanContext(), recording: workerSpan?.isRecording() }).toMatchObject({
+      traceId,
+      traceFlags: TraceFlags.NONE,
+      recording: false,
+    });
+    expect(workerSpan!.spanContext().spanId).not.toBe(insertSpanId);
+    // Nothing of that trace was recorded, here or on the worker.
+    expect(otel.spans().filter((span) => span.spanContext().traceId === traceId)).toEqual([]);
+    expect(
+      otel
+        .spans()
+        .filter((span) => span.attributes['background_task.request_id'] === 'tx-unsampled'),
+    ).toEqual([]);
   });
 
   test('after a mixed load (run here, failed here then on a worker, rolled back, given up by drain()) the counters by outcome equal stats() on the web side and on the worker, and the attempt points count the attempt spans', async () => {

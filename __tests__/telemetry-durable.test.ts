@@ -2,17 +2,21 @@
  * One trace from the HTTP request through Redis to a worker in another process, each side with
  * its own OpenTelemetry SDK: the hand-off is a PRODUCER span under the request span, the job
  * carries its W3C trace context, and the worker's CONSUMER span for the job is its child, in the
- * same trace, with the job id. The worker's metrics say `durable: true`.
+ * same trace, with the job id. The worker's metrics say `durable: true`. The queue's enqueue runs
+ * inside the PRODUCER span, so a span its Redis client starts is the PRODUCER's child. A request
+ * the upstream did not sample (`traceparent` flags `00`) still hands its trace to the worker: its
+ * span there is in the same trace and, under the SDK's default sampler, not sampled either.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
-import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
+import { randomBytes } from 'node:crypto';
+import { SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import express from 'express';
 import request from 'supertest';
-import { backgroundTasks } from '../lib';
+import { backgroundTasks, type DurableQueue } from '../lib';
 import { bullmqDurable, type BullmqDurable } from '../lib/bullmq';
 import { recordTask } from './support/durable-tasks';
-import { isChildOf, pointsOf, registerOtel } from './support/otel';
+import { isChildOf, pointsOf, registerOtel, serverSpans } from './support/otel';
 import { startRedis, type RedisServer } from './support/redis';
 
 const otel = registerOtel();
@@ -77,6 +81,26 @@ function untilWorker(
   });
 }
 
+/** The web side on `queue`: `POST /signup?id=…` hands `recordTask` with that id to it, under a SERVER span. */
+function tracedApp(queue: DurableQueue) {
+  const bg = backgroundTasks({ durable: queue });
+  const app = express();
+  app.use(serverSpans((req) => `${req.method} ${req.path}`));
+  app.use(bg);
+  app.post('/signup', (req, res) => {
+    res.locals.backgroundTasks.add(recordTask, { id: String(req.query.id) });
+    res.status(202).end();
+  });
+  return { app, bg };
+}
+
+/** The worker's line for the job of `recordTask` with this id, once it has completed. */
+const completedJob = (id: string) =>
+  untilWorker(
+    'completed',
+    (event) => (event.data as { payload: { id: string } }).payload.id === id,
+  );
+
 interface WorkerSpan {
   name: string;
   kind: SpanKind;
@@ -88,19 +112,8 @@ interface WorkerSpan {
 }
 
 test('the worker span continues the request trace: CONSUMER, child of the PRODUCER span, with the job id', async () => {
-  const bg = backgroundTasks({ durable });
-  const app = express();
-  app.use((req, res, next) => {
-    const span = tracer.startSpan(`${req.method} ${req.path}`, { kind: SpanKind.SERVER });
-    res.on('finish', () => span.end());
-    context.with(trace.setSpan(context.active(), span), next);
-  });
-  app.use(bg);
-  app.post('/signup', (_req, res) => {
-    res.locals.backgroundTasks.add(recordTask, { id: 'traced-1' });
-    res.status(202).end();
-  });
-  await request(app).post('/signup').set('X-Request-Id', 'trace-req-1').expect(202);
+  const { app, bg } = tracedApp(durable);
+  await request(app).post('/signup?id=traced-1').set('X-Request-Id', 'trace-req-1').expect(202);
   await bg.idle();
   expect(bg.stats()).toMatchObject({ enqueued: 1 });
 
@@ -114,7 +127,7 @@ test('the worker span continues the request trace: CONSUMER, child of the PRODUC
     'background_task.outcome': 'enqueued',
   });
 
-  const completed = await untilWorker('completed');
+  const completed = await completedJob('traced-1');
   const spans = completed.spans as WorkerSpan[];
   const consumer = spans.find((span) => span.name === 'background task record')!;
   expect(consumer).toMatchObject({
@@ -155,4 +168,65 @@ test('the worker span continues the request trace: CONSUMER, child of the PRODUC
   expect(enqueued.map((point) => [point.attributes, point.value])).toEqual([
     [{ 'background_task.name': 'record', 'background_task.outcome': 'enqueued' }, 1],
   ]);
+}, 60_000);
+
+test("the queue's enqueue runs inside the PRODUCER span: a span its Redis client starts is the PRODUCER's child", async () => {
+  // What a Redis or BullMQ instrumentation does: a client span under whatever span is active
+  // when the command is sent.
+  const instrumented: DurableQueue = {
+    enqueue: (job) =>
+      tracer.startActiveSpan('bullmq add', (span) =>
+        durable.enqueue(job).finally(() => span.end()),
+      ),
+  };
+  const { app, bg } = tracedApp(instrumented);
+  await request(app).post('/signup?id=traced-2').set('X-Request-Id', 'trace-req-2').expect(202);
+  await bg.idle();
+  expect(bg.stats()).toMatchObject({ enqueued: 1 });
+
+  const producer = otel
+    .spansNamed('enqueue record')
+    .find((span) => span.attributes['background_task.request_id'] === 'trace-req-2')!;
+  const [client] = otel.spansNamed('bullmq add');
+  expect(isChildOf(client, producer.spanContext())).toBe(true);
+  await completedJob('traced-2');
+}, 60_000);
+
+test('a request the upstream did not sample (traceparent flags 00) still hands its trace to the worker: the job carries it with flags 00, the worker span is in that trace and not sampled either', async () => {
+  const traceId = randomBytes(16).toString('hex');
+  const upstreamSpanId = randomBytes(8).toString('hex');
+  const { app, bg } = tracedApp(durable);
+  await request(app)
+    .post('/signup?id=unsampled-1')
+    .set('traceparent', `00-${traceId}-${upstreamSpanId}-00`)
+    .expect(202);
+  await bg.idle();
+  expect(bg.stats()).toMatchObject({ enqueued: 1 });
+  const inTrace = (spans: Array<{ traceId: string }>) =>
+    spans.filter((span) => span.traceId === traceId);
+  // Nothing of the request was recorded here: its span and the PRODUCER span were not sampled.
+  expect(inTrace(otel.spans().map((span) => span.spanContext()))).toEqual([]);
+
+  const run = await untilWorker('run', (event) => event.id === 'unsampled-1');
+  const completed = await completedJob('unsampled-1');
+  // The PRODUCER span's own context: the upstream's trace, a span id of its own, flags 00.
+  const carried = (completed.data as { trace?: { traceparent: string } }).trace;
+  expect(carried?.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+  const producerSpanId = carried!.traceparent.split('-')[2];
+  expect(producerSpanId).not.toBe(upstreamSpanId);
+  // The task ran in a span of that trace, of its own, that the worker's sampler left out as its
+  // parent was: a worker that lost the context would have sampled a new root span.
+  expect(run.activeSpan).toMatchObject({
+    traceId,
+    traceFlags: TraceFlags.NONE,
+    recording: false,
+  });
+  expect((run.activeSpan as { spanId: string }).spanId).not.toBe(producerSpanId);
+  const workerSpans = completed.spans as WorkerSpan[];
+  expect(inTrace(workerSpans)).toEqual([]);
+  expect(
+    workerSpans.filter(
+      (span) => span.attributes['background_task.job_id'] === String(completed.jobId),
+    ),
+  ).toEqual([]);
 }, 60_000);

@@ -1,10 +1,20 @@
 /**
  * A real OpenTelemetry SDK registered globally for one test file (jest gives each file its own
- * globals): a tracer provider whose spans land in an in-memory exporter, the AsyncLocalStorage
- * context manager, and a meter provider read on demand.
+ * globals): a tracer provider whose spans land in an in-memory exporter (its default sampler,
+ * ParentBased(AlwaysOn): a span follows its parent's sampling decision), the AsyncLocalStorage
+ * context manager, and a meter provider read on demand; and the SERVER span of each request.
  */
-import { context, metrics, trace, type Attributes, type SpanContext } from '@opentelemetry/api';
+import {
+  SpanKind,
+  context,
+  defaultTextMapGetter,
+  metrics,
+  trace,
+  type Attributes,
+  type SpanContext,
+} from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   AggregationTemporality,
   MeterProvider,
@@ -19,6 +29,7 @@ import {
   SimpleSpanProcessor,
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
+import type { Request, RequestHandler } from 'express';
 
 /** A reader that collects when asked: what a Prometheus scrape does. */
 class OnDemandReader extends MetricReader {
@@ -55,6 +66,23 @@ export function registerOtel(): Otel {
         .filter((scope) => scope.scope.name === 'express-background-tasks')
         .flatMap((scope) => scope.metrics);
     },
+  };
+}
+
+/**
+ * A middleware that starts a SERVER span per request, named by `name`, under the trace context of
+ * the request's `traceparent` header when it has one, and runs the rest of the request inside it:
+ * what @opentelemetry/instrumentation-http does. A `traceparent` with flags `00` makes the span
+ * unsampled, as the SDK's default sampler follows the remote parent.
+ */
+export function serverSpans(name: (req: Request) => string): RequestHandler {
+  const tracer = trace.getTracer('test-app');
+  const propagator = new W3CTraceContextPropagator();
+  return (req, res, next) => {
+    const incoming = propagator.extract(context.active(), req.headers, defaultTextMapGetter);
+    const span = tracer.startSpan(name(req), { kind: SpanKind.SERVER }, incoming);
+    res.on('finish', () => span.end());
+    context.with(trace.setSpan(incoming, span), next);
   };
 }
 

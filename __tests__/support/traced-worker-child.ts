@@ -1,10 +1,13 @@
 /**
  * A worker process with its own OpenTelemetry SDK, for telemetry-durable.test.ts: run as
- * `node -r ts-node/register/transpile-only` with REDIS_URL and QUEUE_NAME. When a job completes
- * it writes, as one JSON line on stdout, every span it has ended and the library's metric points.
+ * `node -r ts-node/register/transpile-only` with REDIS_URL and QUEUE_NAME. Each run of a task is
+ * one JSON line on stdout with the span active in the task, recorded or not (an unsampled span is
+ * never exported: this is how it is seen). When a job completes it writes, as one line, the job's
+ * data, every span it has ended and the library's metric points.
  */
+import { trace } from '@opentelemetry/api';
 import { startWorker } from '../../lib/bullmq';
-import { TASKS } from './durable-tasks';
+import { TASKS, runs, type RunEvent } from './durable-tasks';
 import { registerOtel } from './otel';
 
 const otel = registerOtel();
@@ -16,11 +19,22 @@ const worker = startWorker({
   tasks: TASKS,
 });
 worker.worker.once('ready', () => say({ event: 'ready' }));
+// Emitted from inside the task, so the active span is its attempt span.
+runs.on('run', (run: RunEvent) => {
+  const span = trace.getActiveSpan();
+  say({
+    ...run,
+    event: 'run',
+    ran: run.event,
+    activeSpan: span && { ...span.spanContext(), recording: span.isRecording() },
+  });
+});
 worker.worker.on('completed', (job) => {
   void otel.collect().then((metrics) =>
     say({
       event: 'completed',
       jobId: job.id,
+      data: job.data,
       spans: otel.spans().map((span) => ({
         name: span.name,
         kind: span.kind,

@@ -133,6 +133,40 @@ describePgBoss('add(definedTask) on pg-boss', () => {
     expect(await db.receiptsOf(106)).toEqual([{ pid: process.pid, attempt: 2 }]);
   }, 30_000);
 
+  test.each([
+    ['a string', 'not a job', 'its data is not an object (got string)'],
+    ['an array', [1, 2], 'its data is not an object (got an array)'],
+    ['no request', { task: 'send-receipt', payload: { orderId: 107 } }, 'its data has no request'],
+    [
+      'a request without a method',
+      { task: 'send-receipt', payload: { orderId: 107 }, request: { id: 'r', url: '/' } },
+      "its data's request.method is not a string",
+    ],
+  ])(
+    'a job whose data pgBossDurable() did not write (%s) is never run: it fails with its id and the reason, then goes to the dead-letter queue',
+    async (_what, data, reason) => {
+      const setup = db.setUp();
+      const worker = await setup.worker();
+      const id = await worker.boss.send(setup.queueName, data as object, {
+        retryLimit: 0,
+        deadLetter: `${setup.queueName}.dead-letter`,
+      });
+      await pollUntil(() => worker.stats().failed === 1, 'the job to fail');
+      expect(setup.log.find(LOG_MESSAGES.taskFailed)).toEqual([
+        expect.objectContaining({
+          jobId: id,
+          error: expect.objectContaining({ message: `job ${id} cannot be run: ${reason}` }),
+        }),
+      ]);
+      expect(worker.stats()).toMatchObject({ succeeded: 0, failed: 1, running: 0 });
+      expect(await db.receiptsOf(107)).toEqual([]);
+      await setup.untilJobStates(['failed']);
+      expect(await worker.boss.findJobs(`${setup.queueName}.dead-letter`)).toEqual([
+        expect.objectContaining({ data }),
+      ]);
+    },
+  );
+
   test("pg-boss's errors (its connections ended by the server) are logged once a minute per kind, and the repeats when the worker closes", async () => {
     const setup = db.setUp();
     const { startWorker } = pgBoss;
@@ -304,6 +338,11 @@ describePgBoss('add(definedTask) on pg-boss', () => {
         'a work option it sets itself',
         { tasks: [sendReceipt], workOptions: { batchSize: 10 } },
         /workOptions\.batchSize is set by startWorker\(\)/,
+      ],
+      [
+        'ignoreStartAfter, which would take jobs under their lease',
+        { tasks: [sendReceipt], workOptions: { ignoreStartAfter: true } },
+        /workOptions\.ignoreStartAfter would take jobs that a web process is running/,
       ],
       [
         'bossOptions that are no object',

@@ -1,7 +1,7 @@
 /**
  * No value a user's code returns can crash the process. Every place the library settles what user
  * code returned (a task, `onTaskError`, an override's `handle`, a notifier, a durable queue's
- * `enqueue`, a BullMQ worker's handler) is handed native promises, rejected and resolved, with a throwing `constructor`
+ * `enqueue`, a BullMQ or pg-boss worker's handler) is handed native promises, rejected and resolved, with a throwing `constructor`
  * getter, an own `then` and `Symbol.species` traps, and thenables whose `then` throws after
  * calling back. Each site runs in a child process, where an unhandled rejection or an uncaught
  * exception would end it with exit code 1 and the error on stderr.
@@ -9,6 +9,8 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { HOSTILE_VALUES } from './support/hostile-values';
+import { describePgBoss } from './support/pgboss-node';
+import { startPostgres, type PostgresServer } from './support/postgres';
 import { startRedis, type RedisServer } from './support/redis';
 
 interface ChildResult {
@@ -148,6 +150,28 @@ describe('settle(): a value returned by user code never crashes the process', ()
       'each job completes or fails as the value settled, and the worker process lives',
       async () => {
         const lines = linesOf(await runChild('worker', { REDIS_URL: redis.url }));
+        expect(
+          lines.map((line) => (line.outcome === 'completed' ? 'succeeded' : 'failed')),
+        ).toEqual(expected);
+        expect(outcomes(lines)).toEqual(expected);
+      },
+      TIMEOUT,
+    );
+  });
+
+  describePgBoss('returned by a pg-boss worker handler', () => {
+    let postgres: PostgresServer;
+    beforeAll(async () => {
+      postgres = await startPostgres();
+    }, TIMEOUT);
+    afterAll(async () => {
+      await postgres?.stop();
+    });
+
+    test(
+      'each job completes or fails as the value settled, and the worker process lives',
+      async () => {
+        const lines = linesOf(await runChild('pgboss-worker', { DATABASE_URL: postgres.url }));
         expect(
           lines.map((line) => (line.outcome === 'completed' ? 'succeeded' : 'failed')),
         ).toEqual(expected);

@@ -1,6 +1,7 @@
 /**
  * The child process of settle.test.ts: one `settle()` call site (`SITE`: task, onTaskError,
- * override, notifier, durable (a durable queue's `enqueue`), worker) handed each hostile value of `hostile-values.ts` in turn, in a real
+ * override, notifier, durable (a durable queue's `enqueue`), worker (BullMQ's), pgboss-worker)
+ * handed each hostile value of `hostile-values.ts` in turn, in a real
  * process, so that an unhandled rejection or an uncaught exception shows as a crash (its exit
  * code and stderr). Prints one JSON line per value as it is done (what the library counted and
  * logged for it), then `{ "done": true }`.
@@ -136,6 +137,45 @@ async function onWorker(): Promise<void> {
   await worker.close();
 }
 
+/** A pg-boss worker whose task returns each value, for jobs sent through `pgBossDurable`. */
+async function onPgBossWorker(): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: Node 22.12+ only
+  const pgBoss = require('../../lib/pg-boss') as typeof import('../../lib/pg-boss');
+  const location = {
+    connectionString: process.env.DATABASE_URL!,
+    queueName: `settle-${process.pid}`,
+  };
+  let current = HOSTILE_VALUES[0];
+  const hostile = defineTask('hostile', () => current.make(), { timeoutMs: 2_000 });
+  const worker = await pgBoss.startWorker({
+    ...location,
+    tasks: [hostile],
+    logger: log.logger,
+    workOptions: { pollingIntervalSeconds: 0.5 },
+  });
+  const durable = pgBoss.pgBossDurable(location);
+  const request = { id: 'settle', method: 'GET', url: '/', statusCode: 200, aborted: false };
+  for (const value of HOSTILE_VALUES) {
+    current = value;
+    log.records.length = 0;
+    const { succeeded, failed } = worker.stats();
+    const job = { name: 'hostile', payload: {}, timeoutMs: 2_000, retries: 0, retryDelayMs: 0 };
+    await durable.enqueue({ ...job, request });
+    // pg-boss's worker emits no event per job: its counts say when the job ended.
+    while (worker.stats().succeeded + worker.stats().failed === succeeded + failed)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    await nextTurn();
+    say({
+      value: value.name,
+      outcome: worker.stats().succeeded > succeeded ? 'completed' : 'failed',
+      stats: worker.stats(),
+      failedWith: log.find(LOG_MESSAGES.taskFailed).map((r) => (r.error as { name: string }).name),
+    });
+  }
+  await durable.close();
+  await worker.close();
+}
+
 /** An unobservable promise, then a rejection of the app's own that nobody handles. */
 async function foreign(): Promise<void> {
   const bg = backgroundTasks({ logger: log.logger });
@@ -157,7 +197,7 @@ async function foreign(): Promise<void> {
   void Promise.reject(new Error('a rejection of the app itself, unhandled'));
 }
 
-const run = { worker: onWorker, foreign }[site] ?? inProcess;
+const run = { worker: onWorker, 'pgboss-worker': onPgBossWorker, foreign }[site] ?? inProcess;
 run().then(
   () => say({ done: true }),
   (error: unknown) => {

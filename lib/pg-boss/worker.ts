@@ -55,7 +55,8 @@ export interface StartWorkerOptions extends PgBossLocation {
   /**
    * Passed to pg-boss's `work()`: `pollingIntervalSeconds` (default 2), `notifyPollingIntervalSeconds`,
    * `heartbeatRefreshSeconds`… Not `batchSize`, `includeMetadata`, `localConcurrency`,
-   * `perJobResults` or `transactional`, which are set here. Default: `{}`.
+   * `perJobResults` or `transactional`, which are set here, nor `ignoreStartAfter: true`, which
+   * would take jobs under the lease of a web process that runs them. Default: `{}`.
    */
   workOptions?: Omit<WorkOptions, 'batchSize' | 'includeMetadata' | 'localConcurrency'>;
   /**
@@ -114,6 +115,13 @@ export async function startWorker(options: StartWorkerOptions): Promise<DurableW
   for (const key of OWNED) {
     if (key in workOptions)
       throw new TypeError(`${where}(): workOptions.${key} is set by startWorker()`);
+  }
+  if (workOptions.ignoreStartAfter === true) {
+    // A transactional task's job waits under a lease (`startAfter`) while a web process runs it.
+    throw new TypeError(
+      `${where}(): workOptions.ignoreStartAfter would take jobs that a web process is running ` +
+        '(a task added with addInTransaction() waits under its lease until then)',
+    );
   }
   if (given.boss !== undefined && given.bossOptions !== undefined) {
     throw new TypeError(

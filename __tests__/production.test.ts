@@ -15,6 +15,8 @@ import {
 import type { BackgroundTasks, BackgroundTasksStats } from '../lib';
 import { captureLogger } from './support/capture';
 import { gate, makeApp, type TestAppOptions } from './support/apps';
+import { pollUntil } from './support/redis';
+import { TALLY_MS } from '../lib/rejection-tallies';
 
 /** An app whose GET / hands the request's queue to `queue`, then answers 200. */
 function appWith(queue: (tasks: BackgroundTasks) => void, options: TestAppOptions['tasks'] = {}) {
@@ -487,6 +489,33 @@ describe('maxPending', () => {
     expect(counts['name-0']).toBeUndefined();
     expect(counts['(other names)']).toBe(50 * 666);
     expect(bg.stats()).toMatchObject({ succeeded: 10, rejected: 99_990 });
+  });
+
+  test('rejections after the response ended, with nothing to end the tally: a line when its second is up, and the next rejection opens a new tally', async () => {
+    let tasks!: import('../lib').BackgroundTasks;
+    const holder = gate();
+    const { app, bg, log } = appWith(
+      (queue) => {
+        tasks = queue;
+        queue.add({ name: 'holder', run: () => holder.promise });
+      },
+      { maxPending: 1 },
+    );
+    await request(app).get('/').expect(200);
+    const lines = () => log.find(LOG_MESSAGES.tasksRejected);
+    // The holder runs, so the first late task is pending alone: the next ones are refused.
+    tasks.add({ name: 'late', run: () => undefined });
+    const opened = performance.now();
+    for (let i = 0; i < 3; i++) tasks.add({ name: 'late', run: () => undefined });
+    await pollUntil(() => lines().length === 1, 'the first tally line');
+    expect(performance.now() - opened).toBeGreaterThanOrEqual(TALLY_MS - 1);
+    expect(lines()).toEqual([expect.objectContaining({ count: 3, tasks: { late: 3 } })]);
+    for (let i = 0; i < 2; i++) tasks.add({ name: 'later', run: () => undefined });
+    await pollUntil(() => lines().length === 2, 'the second tally line');
+    expect(lines()[1]).toMatchObject({ count: 2, tasks: { later: 2 } });
+    holder.open();
+    await bg.idle();
+    expect(bg.stats()).toMatchObject({ succeeded: 2, rejected: 5 });
   });
 
   test('rejections after the response ended are tallied for up to a second, and drain() writes what is open', async () => {

@@ -268,7 +268,7 @@ describe('a record stderr cannot take is counted, and the count is reported', ()
     expect(counts.onStderr + counts.dropped + run.result.inDoubt).toBe(1_000);
   }, 30_000);
 
-  test('once the reader reads again, one "log records dropped" line gives the count', async () => {
+  test('once the reader reads again, "log records dropped" lines give the count, as soon as stderr has taken what waited', async () => {
     // More than the line for a stuck logger (10,000) and stderr's buffer (8 MiB) together hold.
     const spec: Case = {
       ...base,
@@ -285,6 +285,8 @@ describe('a record stderr cannot take is counted, and the count is reported', ()
     const reported = reports.reduce((sum, r) => sum + (r.dropped as number), 0);
     expect(reports.length).toBeGreaterThanOrEqual(1);
     expect(reported).toBe(counts.dropped);
+    // Told as soon as stderr had taken what waited, not held for the next record or the close.
+    expect(run.result.unreportedOnceRead).toBe(0);
   }, 30_000);
 });
 

@@ -3,7 +3,7 @@
  * holds the event loop for long. A line is written at once while stderr takes it (the write is
  * non-blocking); past that, lines wait in a bounded buffer and are written as the reader takes
  * them. A line that finds the buffer full, or stderr closed, is dropped and counted, and the count
- * is written as one line as soon as stderr takes a line again. `flushStderr()` may wait for the
+ * is written as one line as soon as stderr has taken what waited (or with the next line). `flushStderr()` may wait for the
  * reader, up to a deadline: for `closeLogger()` at exit.
  */
 import { writevSync } from 'node:fs';
@@ -79,6 +79,8 @@ export interface Backlog {
   bytes: number;
   /** The longest time spent writing to stderr in one turn of the event loop so far. */
   maxTurnMs: number;
+  /** Lines dropped whose count no line has told yet. */
+  unreported: number;
 }
 
 /** What the fallback holds, and how long it has held the event loop at most. */
@@ -125,19 +127,13 @@ class StderrFallback {
       this.drop(owner);
       return;
     }
-    if (report !== undefined) {
-      this.unreported = 0;
-      this.push({ bytes: report, owner: undefined });
-    }
+    if (report !== undefined) this.pushReport();
     this.push({ bytes, owner });
     if (this.retry === undefined) this.pump(false, 0);
   }
 
   flush(deadline: number): boolean {
-    if (this.unreported > 0) {
-      this.push({ bytes: reportLine(this.unreported), owner: undefined });
-      this.unreported = 0;
-    }
+    if (this.unreported > 0) this.pushReport();
     this.cancelRetry();
     return this.pump(true, deadline);
   }
@@ -184,8 +180,13 @@ class StderrFallback {
   }
 
   backlog(): Backlog {
-    const { maxTurnMs } = this;
-    return { lines: this.lines.length - this.head, bytes: this.bufferedBytes, maxTurnMs };
+    const { maxTurnMs, unreported } = this;
+    return {
+      lines: this.lines.length - this.head,
+      bytes: this.bufferedBytes,
+      maxTurnMs,
+      unreported,
+    };
   }
 
   /** @internal Called by the retry timer and at the end of a turn. */
@@ -236,6 +237,8 @@ class StderrFallback {
       this.spend(started, blocking);
       this.fullTries = 0;
       this.consume(count);
+      // stderr takes lines again: its drops are told now, not with the next line that comes.
+      if (this.head === this.lines.length && this.unreported > 0) this.pushReport();
     }
     return true;
   }
@@ -295,6 +298,12 @@ class StderrFallback {
     if (this.turnEnding) return;
     this.turnEnding = true;
     setImmediate(endFallbackTurn);
+  }
+
+  /** Queues the line that tells the drops not told yet. */
+  private pushReport(): void {
+    this.push({ bytes: reportLine(this.unreported), owner: undefined });
+    this.unreported = 0;
   }
 
   private push(line: Line): void {

@@ -82,6 +82,8 @@ export interface Result {
   drain?: { completed: boolean; abandoned: number; ms: number };
   maxLoopDelayMs: number;
   maxStderrTurnMs: number;
+  /** With `signalBurstDone`: drops no line had told once stderr had taken what waited. */
+  unreportedOnceRead?: number;
 }
 
 const spec = JSON.parse(process.env.CASE!) as Case;
@@ -201,6 +203,7 @@ async function main(): Promise<void> {
   delay.enable();
   const padding = 'p'.repeat(spec.size);
   let drain: Result['drain'];
+  let unreportedOnceRead: number | undefined;
   if (spec.through === 'safeLog') {
     for (let i = 0; i < spec.records; i++) {
       safeLog(logger, 'error', 'probe', { task: `r${i}`, url: `/pay?token=SECRET-${i}`, padding });
@@ -213,6 +216,7 @@ async function main(): Promise<void> {
   if (spec.signalBurstDone) {
     process.stdout.write(`${JSON.stringify({ burst: 'done' })}\n`);
     while (stderrBacklog().lines > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    unreportedOnceRead = stderrBacklog().unreported;
   }
   // closeLogger() may block at exit (within its timeout): the stall bound is for the time before.
   delay.disable();
@@ -230,6 +234,7 @@ async function main(): Promise<void> {
     ...(drain && { drain }),
     maxLoopDelayMs: delay.max / 1e6,
     maxStderrTurnMs: stderrBacklog().maxTurnMs,
+    ...(unreportedOnceRead !== undefined && { unreportedOnceRead }),
   };
   writeFileSync(process.env.RESULT_FILE!, JSON.stringify(result));
   process.exit(0);

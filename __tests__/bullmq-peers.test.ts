@@ -3,26 +3,12 @@
  * node_modules without them, and real child `node` processes require and import it there. The
  * main entry point works; `/bullmq` throws one helpful Error, the same for `require` and for an
  * ESM `import` of the CommonJS build, naming what is missing and the command that installs it.
- *
- * The build is made here with TypeScript's `transpileModule` and tsconfig.build.json's options:
- * the same JavaScript that `npm run build` writes (byte for byte, less the source-map comment),
- * without its type check, which takes ten times longer. `.ci/run` checks the packed tarball too.
+ * The scratch project is support/scratch.ts's.
  */
-import { execFile } from 'node:child_process';
-import {
-  cpSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import ts from 'typescript';
+import { buildLibrary, linkPackage, makeScratch, REPO, runNode } from './support/scratch';
 
-const REPO = path.join(__dirname, '..');
 const PACKAGE = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as {
   name: string;
   dependencies: Record<string, string>;
@@ -31,47 +17,12 @@ const PACKAGE = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')
 let scratch: string;
 let installed: string;
 
-/** `dist/` as `npm run build` writes it (JavaScript only: no declarations, no source maps). */
-function build(outDir: string): void {
-  const config = ts.getParsedCommandLineOfConfigFile(
-    path.join(REPO, 'tsconfig.build.json'),
-    { sourceMap: false, declaration: false },
-    {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (diagnostic) => {
-        throw new Error(ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n'));
-      },
-    },
-  );
-  if (config === undefined || config.fileNames.length === 0) throw new Error('no files to build');
-  for (const file of config.fileNames) {
-    const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), {
-      compilerOptions: config.options,
-      fileName: file,
-    });
-    const target = path
-      .join(outDir, path.relative(config.options.rootDir!, file))
-      .replace(/\.ts$/, '.js');
-    mkdirSync(path.dirname(target), { recursive: true });
-    writeFileSync(target, outputText);
-  }
-}
-
 /** Makes `name` from this repository's node_modules visible in the scratch node_modules. */
-function link(name: string): void {
-  const target = path.join(scratch, 'node_modules', name);
-  mkdirSync(path.dirname(target), { recursive: true });
-  symlinkSync(path.join(REPO, 'node_modules', name), target, 'dir');
-}
+const link = (name: string) => linkPackage(scratch, name);
 
-/** Runs `node` in the scratch folder (the Node running the tests) and returns what it printed. */
-function node(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, args, { cwd: scratch, timeout: 15_000 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`node ${args.join(' ')} failed: ${error.message}\n${stderr}`));
-      else resolve(stdout.trim());
-    });
-  });
+/** Runs `node` in the scratch folder and returns what it printed. */
+async function node(args: string[]): Promise<string> {
+  return (await runNode(scratch, args)).stdout.trim();
 }
 
 /** What `require('express-background-tasks/bullmq')` gives in a child process. */
@@ -111,11 +62,10 @@ async function importBullmqEntry(): Promise<{
 }
 
 beforeAll(() => {
-  scratch = mkdtempSync(path.join(tmpdir(), 'ebt-peers-'));
+  scratch = makeScratch('ebt-peers-');
   installed = path.join(scratch, 'node_modules', PACKAGE.name);
-  build(path.join(installed, 'dist'));
+  buildLibrary(path.join(installed, 'dist'));
   cpSync(path.join(REPO, 'package.json'), path.join(installed, 'package.json'));
-  writeFileSync(path.join(scratch, 'package.json'), '{ "private": true }\n');
   // The runtime dependencies only: their own dependencies resolve from their real place here.
   for (const name of Object.keys(PACKAGE.dependencies)) link(name);
   // Nothing above the scratch folder (a node_modules in the temporary folder…) may provide them.

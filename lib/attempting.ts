@@ -2,7 +2,7 @@
  * What the observer follows: a task through its attempts (the runner's `Task`, or a worker's
  * job), and the request it came from. Plain shapes, below everything that acts on them.
  */
-import type { Context, Span } from '@opentelemetry/api';
+import type { TraceContext, TraceSpan } from './otel-api';
 import type { TaskRequest } from './types';
 
 /** A task as the observer follows it through its attempts (the runner's `Task`, or a worker's job). */
@@ -13,9 +13,9 @@ export interface Attempting {
   /** `performance.now()` when the attempt started. */
   startedAt: number;
   /** The attempt's span, while it runs and is recorded. */
-  span: Span | undefined;
+  span: TraceSpan | undefined;
   /** The context active when the task was added. */
-  readonly parentContext: Context | undefined;
+  readonly parentContext: TraceContext | undefined;
   /** The job id: on a worker, or of a task added with `addInTransaction()`. */
   readonly jobId?: string;
   /** The database's hold on the job of a task added with `addInTransaction()`, once inserted. */

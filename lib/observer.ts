@@ -5,7 +5,6 @@
  * that the counters, the log lines, the spans and the metrics cannot disagree.
  */
 import { performance } from 'node:perf_hooks';
-import { SpanKind, type Context, type Span } from '@opentelemetry/api';
 import type { Logger } from 'winston';
 import { TaskAbandonedError } from './attempt';
 import { LOG_MESSAGES, roomIn, safeLog, spillRecord, type LogLevel } from './logging';
@@ -26,6 +25,7 @@ import {
 } from './telemetry';
 import { RejectionTallies } from './rejection-tallies';
 import { errorFields, isThenable, settle, toError } from './thrown';
+import { SPAN_KIND, type TraceContext, type TraceSpan } from './otel-api';
 import type { Attempting, LeaseOutcome, RequestSource } from './attempting';
 import type { TaskCounts, TaskFailure, TaskRequest } from './types';
 
@@ -50,8 +50,8 @@ export type LeftState =
 export interface LogLine {
   readonly message: string;
   readonly fields: object;
-  readonly span: Span | undefined;
-  readonly parent: Context | undefined;
+  readonly span: TraceSpan | undefined;
+  readonly parent: TraceContext | undefined;
 }
 
 export class TaskObserver {
@@ -112,7 +112,7 @@ export class TaskObserver {
     task.span = startAttemptSpan(
       task,
       source.requestId,
-      this.durable ? SpanKind.CONSUMER : SpanKind.INTERNAL,
+      this.durable ? SPAN_KIND.CONSUMER : SPAN_KIND.INTERNAL,
     );
   }
 

@@ -2,7 +2,8 @@
  * The check an engine's entry point runs first: its optional peer dependencies can be found, and
  * the Node it runs on can load them. Otherwise it throws an Error that says what is wrong and how
  * to fix it (the command that installs the missing peers, or the Node version needed), instead of
- * Node's "Cannot find module" or a syntax error from deep inside the engine.
+ * Node's "Cannot find module" or a syntax error from deep inside the engine. And the one test of
+ * whether an optional peer is installed, which otel-api.ts uses too.
  */
 
 /** What an entry point needs beyond the package itself. */
@@ -38,8 +39,11 @@ export function checkEntryNeeds(needs: EntryNeeds, nodeVersion = process.version
   }
 }
 
-/** Whether `name` resolves from here, as the engine's own imports will. */
-function installed(name: string): boolean {
+/**
+ * Whether `name` resolves from the library's folder, as the library's own imports of it will: for
+ * an entry point's peers, and for `@opentelemetry/api` (otel-api.ts).
+ */
+export function installed(name: string): boolean {
   try {
     require.resolve(name);
     return true;

@@ -161,8 +161,12 @@ export class RunningAttempt implements Timed {
   /** Settled, timed out or abandoned: a later outcome is ignored. */
   ended = false;
   deadline = 0;
+  // Internal in Timed, and so here: a published declaration naming them would not compile.
+  /** @internal */
   timeoutList: Timed['timeoutList'] = undefined;
+  /** @internal */
   previousTimed: Timed | undefined = undefined;
+  /** @internal */
   nextTimed: Timed | undefined = undefined;
 
   constructor(

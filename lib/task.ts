@@ -2,7 +2,7 @@
  * One queued task: what `add()` was given, in the single shape the runner calls (to-task.ts
  * makes it), with its name and policy settled at the call site.
  */
-import type { Context, Span } from '@opentelemetry/api';
+import type { TraceContext, TraceSpan } from './otel-api';
 import type { Attempting, JobLease } from './attempting';
 import type { DefinedTask } from './define-task';
 import type { ResolvedPolicy } from './options';
@@ -12,9 +12,9 @@ export class Task implements Attempting {
   /** Attempts made so far: the number of the one running, while one runs. */
   attempt = 0;
   startedAt = 0;
-  span: Span | undefined = undefined;
+  span: TraceSpan | undefined = undefined;
   /** The context active at `add()`, set by the runner when it takes the task. */
-  parentContext: Context | undefined = undefined;
+  parentContext: TraceContext | undefined = undefined;
   /** The job's lease, for a task added with `addInTransaction()` once its insert is done. */
   lease: JobLease | undefined = undefined;
 

@@ -2,29 +2,19 @@
  * What OpenTelemetry sees of background work: a span per attempt under the span that was active
  * when the task was added, a producer span per hand-off to a durable queue with its W3C trace
  * context, the duration of each attempt and the end of each task as metrics, and the pending and
- * running gauges. Only `@opentelemetry/api` is used: it records nothing until the application
- * registers an SDK, and nothing global is registered here. Called only by the observer.
+ * running gauges. Only `@opentelemetry/api` is used, an optional peer (see otel-api.ts): it
+ * records nothing until the application registers an SDK, nothing at all when the application
+ * has not installed it, and nothing global is registered here. Called only by the observer.
  */
+import type { MeterProvider, ProxyTracerProvider, Span, Tracer } from '@opentelemetry/api';
 import {
-  ProxyTracerProvider,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  context,
-  createNoopMeter,
-  createTraceState,
-  isSpanContextValid,
-  isValidSpanId,
-  isValidTraceId,
-  metrics,
-  trace,
-  type Attributes,
-  type Context,
-  type Counter,
-  type Histogram,
-  type MeterProvider,
-  type Span,
-} from '@opentelemetry/api';
+  otelApi,
+  SPAN_KIND,
+  SPAN_STATUS_ERROR,
+  type TaskSpanKind,
+  type TraceContext,
+  type TraceSpan,
+} from './otel-api';
 import { errorFields } from './thrown';
 import type { TaskCounts } from './types';
 
@@ -64,26 +54,33 @@ export interface SpanSubject {
   readonly name: string;
   readonly attempt: number;
   /** The context that was active when the task was added: its span is the attempt span's parent. */
-  readonly parentContext: Context | undefined;
+  readonly parentContext: TraceContext | undefined;
   readonly jobId?: string;
 }
 
+// Undefined when the application has not installed @opentelemetry/api: then what makes spans,
+// contexts and instruments returns undefined, so what is given one (`api!`) is never called.
+const api = otelApi;
 // The API's proxy provider: it takes the SDK's provider as its delegate whenever that is
-// registered, and so does the ProxyTracer it gives out.
-let proxyProvider = trace.getTracerProvider() as ProxyTracerProvider;
-let tracer = proxyProvider.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
+// registered, and so does the ProxyTracer it gives out. Undefined without the API.
+let proxyProvider = api?.trace.getTracerProvider() as ProxyTracerProvider | undefined;
+let tracer: Tracer | undefined = proxyProvider?.getTracer(
+  INSTRUMENTATION_NAME,
+  INSTRUMENTATION_VERSION,
+);
 /** What the proxy delegates to while no tracer provider is registered. */
-const NO_TRACING = new ProxyTracerProvider().getDelegate();
+const NO_TRACING = api && new api.ProxyTracerProvider().getDelegate();
 
 /**
  * True when a tracer provider is registered: a couple of property reads, so that without an SDK
- * a task costs no context lookup, no span object and no span name.
+ * a task costs no context lookup, no span object and no span name; one, without the API.
  */
 export function tracingOn(): boolean {
-  if (proxyProvider.getDelegate?.() !== NO_TRACING) return true;
+  if (api === undefined) return false;
+  if (proxyProvider!.getDelegate?.() !== NO_TRACING) return true;
   // The provider may have been registered through another copy of the API, or disabled and
   // registered again: then the global proxy is another object. Look again.
-  const current = trace.getTracerProvider() as ProxyTracerProvider;
+  const current = api.trace.getTracerProvider() as ProxyTracerProvider;
   if (current === proxyProvider) return false;
   proxyProvider = current;
   tracer = current.getTracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
@@ -91,8 +88,8 @@ export function tracingOn(): boolean {
 }
 
 /** The context active now, when tracing is on: taken when a task is added, to parent its spans. */
-export function activeContext(): Context | undefined {
-  return tracingOn() ? context.active() : undefined;
+export function activeContext(): TraceContext | undefined {
+  return tracingOn() ? api!.context.active() : undefined;
 }
 
 /**
@@ -103,13 +100,13 @@ export function activeContext(): Context | undefined {
 export function startAttemptSpan(
   subject: SpanSubject,
   requestId: string,
-  kind: SpanKind,
-): Span | undefined {
+  kind: TaskSpanKind,
+): TraceSpan | undefined {
   if (!tracingOn()) return undefined;
-  const span = tracer.startSpan(
+  const span = tracer!.startSpan(
     `background task ${subject.name}`,
     { kind },
-    subject.parentContext ?? ROOT_CONTEXT,
+    subject.parentContext ?? api!.ROOT_CONTEXT,
   );
   if (!span.isRecording()) return span;
   span.setAttribute(ATTRIBUTES.name, subject.name);
@@ -123,12 +120,12 @@ export function startAttemptSpan(
  * Starts the `PRODUCER` span of a hand-off to the durable queue; undefined when no tracer provider
  * is registered. One the sampler left out still carries its trace context to the worker.
  */
-export function startEnqueueSpan(subject: SpanSubject, requestId: string): Span | undefined {
+export function startEnqueueSpan(subject: SpanSubject, requestId: string): TraceSpan | undefined {
   if (!tracingOn()) return undefined;
-  const span = tracer.startSpan(
+  const span = tracer!.startSpan(
     `enqueue ${subject.name}`,
-    { kind: SpanKind.PRODUCER },
-    subject.parentContext ?? ROOT_CONTEXT,
+    { kind: SPAN_KIND.PRODUCER },
+    subject.parentContext ?? api!.ROOT_CONTEXT,
   );
   if (!span.isRecording()) return span;
   span.setAttribute(ATTRIBUTES.name, subject.name);
@@ -137,7 +134,7 @@ export function startEnqueueSpan(subject: SpanSubject, requestId: string): Span 
 }
 
 /** Ends a span; an error makes its status `ERROR` and is recorded as an exception event. */
-export function endSpan(span: Span, outcome: TaskOutcome, error: Error | undefined): void {
+export function endSpan(span: TraceSpan, outcome: TaskOutcome, error: Error | undefined): void {
   if (!span.isRecording()) {
     span.end();
     return;
@@ -147,37 +144,45 @@ export function endSpan(span: Span, outcome: TaskOutcome, error: Error | undefin
     // Plain strings, read safely and cut to size: the SDK would read a hostile error's getters itself.
     const { name, message, stack } = errorFields(error);
     span.recordException({ name, message, stack });
-    span.setStatus({ code: SpanStatusCode.ERROR, message });
+    span.setStatus({ code: SPAN_STATUS_ERROR, message });
   }
   span.end();
 }
 
 /** Calls `fn` with `span` active, so that spans and log lines made inside the task are its children. */
 export function runInSpan<Args extends unknown[], Result>(
-  span: Span,
-  parent: Context | undefined,
+  span: TraceSpan,
+  parent: TraceContext | undefined,
   fn: (...args: Args) => Result,
   thisArg: unknown,
   ...args: Args
 ): Result {
-  return context.with(trace.setSpan(parent ?? ROOT_CONTEXT, span), fn, thisArg, ...args);
+  const { context, trace, ROOT_CONTEXT } = api!;
+  const active = trace.setSpan(parent ?? ROOT_CONTEXT, span as Span); // the API's tracer made it
+  return context.with(active, fn, thisArg, ...args);
 }
 
 /**
  * Calls `fn` with `span` active, or else the context the task was added in: a log line written
  * then carries the ids of the task's span, or of its parent when it never started.
  */
-export function inSpan(span: Span | undefined, parent: Context | undefined, fn: () => void): void {
+export function inSpan(
+  span: TraceSpan | undefined,
+  parent: TraceContext | undefined,
+  fn: () => void,
+): void {
   if (span !== undefined) runInSpan(span, parent, fn, undefined);
   else if (parent !== undefined)
-    context.with(parent, fn); // a task that had not started yet
+    api!.context.with(parent, fn); // a task that had not started yet
   else fn();
 }
 
 /** The W3C trace context of `span`, for the job to carry (sampled or not); undefined without one. */
-export function traceCarrier(span: Span | undefined): TraceCarrier | undefined {
-  if (span === undefined || !isSpanContextValid(span.spanContext())) return undefined;
-  const { traceId, spanId, traceFlags, traceState } = span.spanContext();
+export function traceCarrier(span: TraceSpan | undefined): TraceCarrier | undefined {
+  if (span === undefined) return undefined;
+  const spanContext = (span as Span).spanContext(); // the API's tracer made it
+  if (!api!.isSpanContextValid(spanContext)) return undefined;
+  const { traceId, spanId, traceFlags, traceState } = spanContext;
   const flags = (traceFlags & 0xff).toString(16).padStart(2, '0');
   const carrier: TraceCarrier = { traceparent: `00-${traceId}-${spanId}-${flags}` };
   const tracestate = traceState?.serialize();
@@ -186,11 +191,12 @@ export function traceCarrier(span: Span | undefined): TraceCarrier | undefined {
 }
 
 /** The remote parent that a job's trace context names, or undefined when it holds none valid. */
-export function contextFromCarrier(carrier: unknown): Context | undefined {
-  if (carrier === null || typeof carrier !== 'object') return undefined;
+export function contextFromCarrier(carrier: unknown): TraceContext | undefined {
+  if (api === undefined || carrier === null || typeof carrier !== 'object') return undefined;
   const { traceparent, tracestate } = carrier as Partial<Record<keyof TraceCarrier, unknown>>;
   if (typeof traceparent !== 'string') return undefined;
   const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(traceparent);
+  const { isValidSpanId, isValidTraceId, trace, ROOT_CONTEXT, createTraceState } = api;
   if (match === null || !isValidTraceId(match[1]) || !isValidSpanId(match[2])) return undefined;
   return trace.setSpanContext(ROOT_CONTEXT, {
     traceId: match[1],
@@ -232,10 +238,14 @@ export function countInGauges(counts: TaskCounts): void {
   meters(); // so that the gauges exist from now on, not only from the first task
 }
 
+/** The library's histogram and counter, as the observer passes them back here. */
 export interface Instruments {
-  readonly attemptDuration: Histogram;
-  readonly ended: Counter;
+  readonly attemptDuration: { record(value: number, attributes: MetricAttributes): void };
+  readonly ended: { add(value: number, attributes: MetricAttributes): void };
 }
+
+/** The attributes of a metric point: a task name, an outcome, and `durable` on a worker. */
+type MetricAttributes = Record<string, string | boolean>;
 
 const liveCounts = new Set<WeakRef<TaskCounts>>();
 let instrumentsProvider: MeterProvider | undefined;
@@ -249,7 +259,8 @@ let currentInstruments: Instruments | undefined;
  * global provider changes.
  */
 export function meters(): Instruments | undefined {
-  const provider = metrics.getMeterProvider();
+  if (api === undefined) return undefined;
+  const provider = api.metrics.getMeterProvider();
   if (provider !== instrumentsProvider) {
     instrumentsProvider = provider;
     currentInstruments = makeInstruments(provider);
@@ -259,7 +270,7 @@ export function meters(): Instruments | undefined {
 
 function makeInstruments(provider: MeterProvider): Instruments | undefined {
   const meter = provider.getMeter(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION);
-  if (meter === createNoopMeter()) return undefined;
+  if (meter === api!.createNoopMeter()) return undefined;
   const gauge = (name: string, description: string, field: 'pending' | 'running') =>
     meter
       .createObservableGauge(name, { description })
@@ -287,7 +298,7 @@ function makeInstruments(provider: MeterProvider): Instruments | undefined {
  * `durable: true` on a worker. Left out in the web process rather than `false`: the SDK hashes
  * every attribute of every point, and a third one costs about 0.3 µs a point.
  */
-function metricAttributes(name: string, outcome: TaskOutcome, durable: boolean): Attributes {
+function metricAttributes(name: string, outcome: TaskOutcome, durable: boolean): MetricAttributes {
   return durable
     ? { [ATTRIBUTES.name]: name, [ATTRIBUTES.outcome]: outcome, [ATTRIBUTES.durable]: true }
     : { [ATTRIBUTES.name]: name, [ATTRIBUTES.outcome]: outcome };

@@ -1,15 +1,15 @@
 /**
  * Workers and a producer against a real redis-server that refuses them: one full at `maxmemory`
- * under `noeviction`, one that wants another password. BullMQ retries such errors thousands of
- * times a second, each an 'error' event; the log gets one line per error a minute, and closing
- * tells how many were not logged.
+ * under `noeviction`, one that wants another password. Each refusal is an 'error' event, and
+ * refusals go on (a worker refused asks again after a wait that grows to 5 s: paced-worker.ts;
+ * ioredis reconnects after a wrong password); the log gets one line per error a minute, and
+ * closing tells how many were not logged.
  */
-import { Redis } from 'ioredis';
 import { LOG_MESSAGES } from '../lib';
 import { bullmqDurable, startWorker, type DurableWorker } from '../lib/bullmq';
 import { captureLogger, type CapturedLogger } from './support/capture';
 import { recordTask } from './support/durable-tasks';
-import { startRedis, type RedisServer } from './support/redis';
+import { fillUp, startRedis, type RedisServer } from './support/redis';
 
 const OBSERVED_MS = 30_000;
 const OOM = /^OOM command not allowed when used memory > 'maxmemory'/;
@@ -23,30 +23,12 @@ beforeAll(async () => {
     startRedis(['--maxmemory', '2mb', '--maxmemory-policy', 'noeviction']),
     startRedis(['--requirepass', 'the-right-one']),
   ]);
-  await fillUp(full.url);
+  expect((await fillUp(full.url)).message).toMatch(OOM);
 });
 
 afterAll(async () => {
   await Promise.all([full?.stop(), locked?.stop()]);
 });
-
-/** Writes 10 kB values until Redis refuses a write for want of memory. */
-async function fillUp(url: string): Promise<void> {
-  const client = new Redis(url);
-  try {
-    for (let i = 0; ; i += 1) {
-      const refused = await client.set(`filler:${i}`, 'x'.repeat(10_000)).then(
-        () => undefined,
-        (error: Error) => error,
-      );
-      if (refused === undefined) continue;
-      expect(refused.message).toMatch(OOM);
-      return;
-    }
-  } finally {
-    await client.quit();
-  }
-}
 
 /** A worker with its own captured log, and a count of its BullMQ 'error' events matching `kind`. */
 function watchedWorker(url: string, queueName: string, kind: RegExp) {
@@ -97,10 +79,12 @@ test(
         error: { name: 'ReplyError', message: expect.stringMatching(OOM) },
       });
     }
-    // The rule, not a quiet Redis, kept the log short: each worker was refused over and over.
+    // The rule, not a quiet Redis, kept the log short: each worker was refused over and over:
+    // asking for a job 11 times in 30 s (at 0, 0.1, 0.3, 0.7, 1.5, 3.1, 6.3 s, then every 5 s),
+    // and checking for stalled jobs once.
     for (const { counted } of watched) {
       expect(counted.other).toEqual([]);
-      expect(counted.matching).toBeGreaterThan(100);
+      expect(counted.matching).toBeGreaterThanOrEqual(10);
     }
 
     await Promise.all(watched.map(({ worker }) => worker.close()));

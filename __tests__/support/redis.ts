@@ -4,6 +4,7 @@
  * the binary (`apt-get install redis-server`); without it the tests fail saying so.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { freePort } from './ports';
 
 /** The binary: `REDIS_SERVER`, else `redis-server` on the PATH. */
@@ -59,6 +60,55 @@ export async function pollUntil<T>(
     if (Date.now() > deadline)
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** The database that fillUp() fills: not BullMQ's (0), so that emptying it leaves the queues alone. */
+const FILLER_DB = 1;
+/**
+ * How far below what a filled Redis holds fillUp() sets its limit: full by a few bytes, a Redis
+ * would take writes again as soon as a connection closed and its buffers were freed.
+ */
+const FULL_MARGIN_BYTES = 256 * 1024;
+/** The `maxmemory` each filled server was started with, by URL: fillUp() lowers it, freeUp() restores it. */
+const startLimits = new Map<string, number>();
+
+/**
+ * Fills a Redis started with `--maxmemory … --maxmemory-policy noeviction`: writes 10 kB values
+ * until Redis refuses one for want of memory, then sets its limit a little below what it holds,
+ * and resolves with that refusal. Memory is one pool for every database, so from then on
+ * BullMQ's writes are refused too.
+ */
+export async function fillUp(url: string): Promise<Error> {
+  const client = new Redis(url, { db: FILLER_DB });
+  try {
+    const [, configured] = (await client.config('GET', 'maxmemory')) as [string, string];
+    const limit = startLimits.get(url) ?? Number(configured);
+    startLimits.set(url, limit);
+    await client.config('SET', 'maxmemory', String(limit));
+    let refused: Error | undefined;
+    for (let i = 0; refused === undefined; i += 1) {
+      refused = await client.set(`filler:${i}`, 'x'.repeat(10_000)).then(
+        () => undefined,
+        (error: Error) => error,
+      );
+    }
+    const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))![1]);
+    await client.config('SET', 'maxmemory', String(used - FULL_MARGIN_BYTES));
+    return refused;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Frees what fillUp() wrote and restores the limit: Redis takes writes again. */
+export async function freeUp(url: string): Promise<void> {
+  const client = new Redis(url, { db: FILLER_DB });
+  try {
+    await client.flushdb();
+    await client.config('SET', 'maxmemory', String(startLimits.get(url)));
+  } finally {
+    client.disconnect();
   }
 }
 

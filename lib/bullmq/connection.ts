@@ -69,9 +69,10 @@ export function resolveLocation(
  * Logs a connection's errors without flooding the log. A connection error is logged once per
  * outage rather than once per reconnection attempt, and the return of the connection is logged.
  * Any other error is logged at most once a minute per distinct error (by `code`, else by
- * message): a worker whose commands Redis refuses (out of memory, a wrong password) retries at
- * once, thousands of times a second, and each retry is an 'error' event. The next line of that
- * error carries in `repeats` how many were not logged meanwhile, and `close()` logs what is left.
+ * message): a worker whose commands Redis refuses (out of memory, a wrong password) keeps
+ * retrying (every 5 s at most once paced: paced-worker.ts; on each of ioredis's reconnections),
+ * and each retry is an 'error' event. The next line of that error carries in `repeats` how many
+ * were not logged meanwhile, and `close()` logs what is left.
  */
 export class ConnectionLog {
   private down = false;

@@ -17,7 +17,7 @@ import { tasksByName } from '../job-attempt';
 import type { BackgroundTasksStats, TaskFailure } from '../types';
 import { resolveLocation, type QueueLocation } from './connection';
 import { JobRunner, type AnyDefinedTask } from './job-runner';
-import { ReadingWorker } from './unreadable-job';
+import { PacedWorker } from './paced-worker';
 
 export type { AnyDefinedTask };
 
@@ -87,7 +87,7 @@ export function startWorker(options: StartWorkerOptions): DurableWorker {
   const runner = new JobRunner(logger, tasks, given.onTaskError);
   const workerOptions = checkWorkerOptions(where, given.workerOptions);
   const concurrency = checkInteger(where, 'concurrency', given.concurrency, 8, 1, 10_000);
-  const worker = new ReadingWorker(
+  const worker = new PacedWorker(
     queueName,
     // Three parameters: BullMQ passes a signal, aborted when the job is cancelled, only to a processor that declares it.
     (job, _token, signal) => runner.run(job, signal),

@@ -34,7 +34,9 @@ export interface BenchArgs {
   pgTasks: number;
   /** PostgreSQL part: requests per variant and round of the cost-in-the-request run. */
   pgCost: number;
-  /** Parts to run: cpu, http, queue, heap, payload, pgboss (default: all). */
+  /** Seconds each case of the Redis part is measured. */
+  redisSeconds: number;
+  /** Parts to run: cpu, http, queue, heap, payload, pgboss, redis (default: all). */
   only: Set<string>;
   /** Where to write the results table (relative to the repository); '' writes nothing. */
   out: string;
@@ -57,6 +59,7 @@ const FULL = {
   pgLatency: 40,
   pgTasks: 2000,
   pgCost: 100,
+  redisSeconds: 10,
 };
 
 const QUICK: typeof FULL = {
@@ -75,9 +78,10 @@ const QUICK: typeof FULL = {
   pgLatency: 8,
   pgTasks: 200,
   pgCost: 20,
+  redisSeconds: 2,
 };
 
-const PARTS = ['cpu', 'http', 'queue', 'heap', 'payload', 'pgboss'];
+const PARTS = ['cpu', 'http', 'queue', 'heap', 'payload', 'pgboss', 'redis'];
 
 const HELP = `npm run bench -- [flags]
 
@@ -97,6 +101,7 @@ const HELP = `npm run bench -- [flags]
   --pg-latency N       latency samples per variant and round (default ${FULL.pgLatency})
   --pg-tasks N         throughput tasks per variant and round (default ${FULL.pgTasks})
   --pg-cost N          cost-in-the-request requests per variant and round (default ${FULL.pgCost})
+  --redis-seconds S    Redis part: seconds each refusal case is measured (default ${FULL.redisSeconds})
   --only a,b           parts to run: ${PARTS.join(', ')} (default: all)
   --out FILE           results file (default bench/RESULTS.md; --out '' writes none)
 `;

@@ -6,23 +6,18 @@
  * the commands inside a script and not those refused before they ran), the error replies it
  * sent (`total_error_replies`) and the connections it accepted (`total_connections_received`).
  *
- * Usage: node -r ts-node/register/transpile-only bench/redis-refused.ts [--seconds 10] [--side worker|producer|both]
+ * Child process entry of `npm run bench -- --only redis` (run.ts): `redis-refused.ts <seconds>`.
  */
 import { Redis } from 'ioredis';
 import { bullmqDurable, startWorker } from '../lib/bullmq';
 import { recordTask } from '../__tests__/support/durable-tasks';
 import { fillUp, startRedis } from '../__tests__/support/redis';
+import { childMain } from './children';
 import { silentLogger } from './logger';
 
-const args = process.argv.slice(2);
-const option = (name: string, fallback: string) => {
-  const at = args.indexOf(`--${name}`);
-  return at === -1 ? fallback : args[at + 1]!;
-};
-const WINDOW_MS = Number(option('seconds', '10')) * 1_000;
-const SIDE = option('side', 'worker');
+const WINDOW_MS = Number(process.argv[2]) * 1_000;
 
-interface Row {
+export interface RefusedRow {
   case: string;
   cpuPercentOfOneCore: number;
   redisCpuPercentOfOneCore: number;
@@ -34,29 +29,25 @@ interface Row {
 
 type RedisCounts = Record<'cpuSeconds' | 'commands' | 'errorReplies' | 'connections', number>;
 
-async function main(): Promise<void> {
+async function main(): Promise<RefusedRow[]> {
   const full = await startRedis(['--maxmemory', '2mb', '--maxmemory-policy', 'noeviction']);
   const locked = await startRedis(['--requirepass', 'the-right-one']);
   try {
     await fillUp(full.url);
-    const rows: Row[] = [];
     const wrong = `redis://:wrong@127.0.0.1:${locked.port}`;
     const admin = `redis://:the-right-one@127.0.0.1:${locked.port}`;
-    if (SIDE !== 'producer') {
-      rows.push(await measureWorker('worker, Redis out of memory', full.url, full.url));
-      rows.push(await measureWorker('worker, wrong password', wrong, admin));
-    }
-    if (SIDE !== 'worker') {
-      rows.push(await measureProducer('producer, Redis out of memory', full.url, full.url));
-      rows.push(await measureProducer('producer, wrong password', wrong, admin));
-    }
-    console.table(rows);
+    return [
+      await measureWorker('worker, Redis out of memory', full.url, full.url),
+      await measureWorker('worker, wrong password', wrong, admin),
+      await measureProducer('producer, Redis out of memory', full.url, full.url),
+      await measureProducer('producer, wrong password', wrong, admin),
+    ];
   } finally {
     await Promise.all([full.stop(), locked.stop()]);
   }
 }
 
-async function measureWorker(label: string, url: string, adminUrl: string): Promise<Row> {
+async function measureWorker(label: string, url: string, adminUrl: string): Promise<RefusedRow> {
   const durable = startWorker({
     connection: { url },
     queueName: 'refused',
@@ -72,7 +63,7 @@ async function measureWorker(label: string, url: string, adminUrl: string): Prom
   return row;
 }
 
-async function measureProducer(label: string, url: string, adminUrl: string): Promise<Row> {
+async function measureProducer(label: string, url: string, adminUrl: string): Promise<RefusedRow> {
   let errors = 0;
   const durable = bullmqDurable({
     connection: { url },
@@ -94,7 +85,7 @@ async function measureProducer(label: string, url: string, adminUrl: string): Pr
   return row;
 }
 
-async function measure(label: string, adminUrl: string, errors: () => number): Promise<Row> {
+async function measure(label: string, adminUrl: string, errors: () => number): Promise<RefusedRow> {
   const admin = new Redis(adminUrl);
   try {
     const before = await redisCounts(admin);
@@ -134,10 +125,4 @@ async function redisCounts(client: Redis): Promise<RedisCounts> {
 
 const round = (value: number) => Math.round(value * 10) / 10;
 
-void main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    console.error(error);
-    process.exit(1);
-  },
-);
+childMain(main);

@@ -19,6 +19,7 @@ import type { PendingRow } from './heap-pending';
 import type { HttpPairs, HttpSample } from './http-load';
 import type { PayloadCheckRow } from './payload-check';
 import type { PgBossResult } from './pgboss';
+import type { RefusedRow } from './redis-refused';
 import type { ThroughputRow } from './queue-throughput';
 import { f1, f2, int, mb, pass, table, withSpread, withSpread4 } from './format';
 import { pgbossSection, pgbossTargets } from './pgboss-report';
@@ -48,6 +49,7 @@ export interface Results {
   pgboss?: PgBossResult;
   /** Why the PostgreSQL part did not run (pg-boss cannot load on this Node). */
   pgbossSkipped?: string;
+  redis?: RefusedRow[];
 }
 
 /** Issue 9: the payload check at add() costs at most twice JSON's round trip. */
@@ -371,6 +373,32 @@ export function renderReport(results: Results): string {
 
   if (results.pgboss !== undefined || results.pgbossSkipped !== undefined)
     out.push(...pgbossSection(results.pgboss, results.pgbossSkipped, env.node), '');
+
+  if (results.redis !== undefined) {
+    out.push(
+      `## When Redis refuses (a worker or a producer alone, ${args.redisSeconds} s each, one job offered a second to the producer)`,
+      '',
+      table(
+        [
+          'Case',
+          'CPU, % of a core',
+          "Redis's CPU",
+          'Redis commands/s',
+          'error replies/s',
+          "'error' events/s",
+        ],
+        results.redis.map((row) => [
+          row.case,
+          f1(row.cpuPercentOfOneCore),
+          f1(row.redisCpuPercentOfOneCore),
+          f1(row.redisCommandsPerSecond),
+          f1(row.redisErrorRepliesPerSecond),
+          f1(row.errorEventsPerSecond),
+        ]),
+      ),
+      '',
+    );
+  }
 
   out.push('## How these were measured', '');
   out.push(

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every part of the benchmark (in-process cost per request, HTTP latency
  * and throughput, queue micro-benchmark, heap checks, payload check, the PostgreSQL fast path
- * against pg-boss), prints the tables and writes them to bench/RESULTS.md. `npm run bench --
+ * against pg-boss, a worker and a producer that Redis refuses), prints the tables and writes them to bench/RESULTS.md. `npm run bench --
  * --help` lists the flags; `--quick` is a smoke run.
  */
 import { execFileSync } from 'node:child_process';
@@ -18,6 +18,7 @@ import { runHttp } from './http-load';
 import type { PayloadCheckRow } from './payload-check';
 import type { PgBossResult } from './pgboss';
 import type { ThroughputRow } from './queue-throughput';
+import type { RefusedRow } from './redis-refused';
 import { renderReport, type Results } from './report';
 
 const startedAt = Date.now();
@@ -145,6 +146,11 @@ async function main(): Promise<void> {
         [args.pgRounds, args.pgLatency, args.pgTasks, args.pgCost].map(String),
       );
     }
+  }
+
+  if (args.only.has('redis')) {
+    log(`redis: a worker and a producer refused by Redis, ${args.redisSeconds} s each case`);
+    results.redis = await runChild<RefusedRow[]>('redis-refused.ts', [String(args.redisSeconds)]);
   }
 
   results.env.loadAfter = os.loadavg();

@@ -9,8 +9,10 @@
  *   client sees an incomplete response, never one that looks whole.
  */
 import http, { type IncomingMessage } from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type { Express } from 'express';
+import compression from 'compression';
+import type { Express, RequestHandler } from 'express';
 import createError from 'http-errors';
 import { LOG_MESSAGES } from '../lib';
 import { EXPRESS_VERSIONS, makeApp, type ExpressFactory } from './support/apps';
@@ -184,11 +186,119 @@ describe.each(EXPRESS_VERSIONS)('%s', (_version, createExpress) => {
   });
 });
 
+describe.each(EXPRESS_VERSIONS)(
+  '%s, with other middlewares and protocols',
+  (_version, createExpress) => {
+    test('behind compression, the head set and nothing sent: not reopened (compression wraps the end in gzip), cut; the next request is served whole', async () => {
+      const { app } = appWith(
+        createExpress,
+        (app) => {
+          app.get('/html', (_req, res) => {
+            res.writeHead(200, { 'Content-Type': 'text/html' });
+            throw new Error('before the body');
+          });
+        },
+        undefined,
+        compression({ threshold: 0 }),
+      );
+      await withServer(app, async (call) => {
+        // Reopened, the 500 went out with a plain length and 41 bytes of gzip after it, which
+        // the next response on the socket then began with.
+        const cutShort = await call('GET', '/html', undefined, { 'Accept-Encoding': 'gzip' });
+        // Cut before any byte: the client sees the connection reset, not a response it cannot parse.
+        expect(cutShort).toMatchObject({ error: 'ECONNRESET', complete: false });
+        expect(await call('POST', '/next', 'x')).toMatchObject({
+          status: 201,
+          body: 'ran',
+          complete: true,
+        });
+      });
+    });
+
+    test('writeHead() with Transfer-Encoding: chunked, then a throw: the reopened 500 has a length and no Transfer-Encoding', async () => {
+      const { app } = appWith(createExpress, (app) => {
+        app.get('/te', (_req, res) => {
+          res.writeHead(200, { 'Transfer-Encoding': 'chunked', Trailer: 'X-Sum' });
+          throw new Error('before the body');
+        });
+      });
+      await withServer(app, async (call) => {
+        const answer = await call('GET', '/te');
+        expect(answer).toMatchObject({
+          status: 500,
+          body: 'Internal Server Error',
+          complete: true,
+        });
+        expect(answer.headers!['transfer-encoding']).toBeUndefined();
+        expect(answer.headers!.trailer).toBeUndefined();
+        expect(answer.headers!['content-length']).toBe(String('Internal Server Error'.length));
+      });
+    });
+
+    test('a pipelined response cut while it waits for the socket (Node 24 only marked it): the connection is closed, the notifier runs', async () => {
+      const { app, bg, notified } = appWith(createExpress, (app) => {
+        app.get('/slow', (_req, res) => void setTimeout(() => res.send('slow'), 100));
+        app.get('/short', (_req, res) => {
+          res.writeHead(200, { 'Content-Length': 5 });
+          res.write('hel');
+          throw new Error('short');
+        });
+      });
+      await withServer(app, async (_call, port) => {
+        const raw = await rawExchange(
+          port,
+          'GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /short HTTP/1.1\r\nHost: x\r\n\r\n',
+        );
+        expect(raw.text).toContain('slow');
+        expect(raw.ended).not.toBe('open');
+      });
+      await bg.idle();
+      expect(notified).toEqual(['short']);
+    });
+
+    test("an override that wrote the whole body of its length through an `end` of the app's own that throws, then failed: cut, and nothing escapes", async () => {
+      const { app, bg, log, notified } = appWith(
+        createExpress,
+        (app) => {
+          app.get('/override', () => {
+            throw createError(409, 'conflict');
+          });
+        },
+        [
+          {
+            match: 409,
+            handle: async (_error, _req, res) => {
+              res.end = () => {
+                throw new Error('end broke');
+              };
+              res.writeHead(409, { 'Content-Length': 2 });
+              res.write('no');
+              await Promise.resolve();
+              throw new Error('override broke');
+            },
+          },
+        ],
+      );
+      await withServer(app, async (call) => {
+        // The body is whole and the connection cut: a request the client sends on it meanwhile
+        // may be lost, which an `end` that throws leaves no way to avoid.
+        expect(await call('GET', '/override')).toMatchObject({ status: 409, body: 'no' });
+      });
+      await bg.idle();
+      expect(notified).toEqual(['conflict']);
+      expect(log.find(LOG_MESSAGES.overrideFailed)).toEqual([
+        expect.objectContaining({ reason: 'threw' }),
+      ]);
+    });
+  },
+);
+
 /** An app with the routes, a `POST /next` that answers 201 "ran", and a notifier. */
 function appWith(
   createExpress: ExpressFactory,
   routes: (app: Express) => void,
   overrides?: import('../lib').ErrorOverride[],
+  before?: RequestHandler,
 ) {
   const notified: string[] = [];
   const built = makeApp(
@@ -202,21 +312,33 @@ function appWith(
         notify: (error) => void notified.push(error.message),
         ...(overrides !== undefined && { overrides }),
       },
+      ...(before !== undefined && { before }),
     },
   );
   return { ...built, notified };
 }
 
-type Call = (method: string, path: string, body?: string) => Promise<Answer>;
+type Call = (
+  method: string,
+  path: string,
+  body?: string,
+  headers?: Record<string, string>,
+) => Promise<Answer>;
 
 /** Serves `app` on a real loopback server and calls it through one keep-alive socket at a time. */
-async function withServer(app: Express, run: (call: Call) => Promise<void>): Promise<void> {
+async function withServer(
+  app: Express,
+  run: (call: Call, port: number) => Promise<void>,
+): Promise<void> {
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   try {
-    await run((method, path, body) => call(agent, port, method, path, body));
+    await run(
+      (method, path, body, headers) => call(agent, port, method, path, body, headers),
+      port,
+    );
   } finally {
     agent.destroy();
     server.closeAllConnections();
@@ -230,9 +352,10 @@ function call(
   method: string,
   path: string,
   body?: string,
+  headers?: Record<string, string>,
 ): Promise<Answer> {
   return new Promise((resolve) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, agent, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (text += chunk));
@@ -251,5 +374,36 @@ function call(
       resolve({ body: '', complete: false, error: error.code ?? error.message }),
     );
     req.end(body);
+  });
+}
+
+/**
+ * Writes `text` on a new raw connection and reads until the server ends it: with a FIN
+ * (`closed`), a reset (`reset`), or not within a second of the last byte (`open`).
+ */
+function rawExchange(
+  port: number,
+  text: string,
+): Promise<{ text: string; ended: 'closed' | 'reset' | 'open' }> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    const done = (ended: 'closed' | 'reset' | 'open') => {
+      clearTimeout(idle);
+      socket.destroy();
+      resolve({ text: received, ended });
+    };
+    let idle = setTimeout(() => done('open'), 1_000);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      received += chunk;
+      clearTimeout(idle);
+      idle = setTimeout(() => done('open'), 1_000);
+    });
+    socket.on('end', () => done('closed'));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      done(error.code === 'ECONNRESET' ? 'reset' : 'closed'),
+    );
+    socket.write(text);
   });
 }

@@ -186,15 +186,6 @@ describe('a transport that fails never crashes the process, and the records it f
     expect(JSON.stringify(run.stderr)).not.toContain('SECRET');
   }, 30_000);
 
-  test("a logger with no transport at all: the library's records are on stderr through its format, never as winston's raw line", async () => {
-    const spec: Case = { ...base, records: 20, transports: [], format: 'redacting' };
-    const run = await runCase(spec);
-    expect(run.exitCode).toBe(0);
-    expect(run.stderrText).toEqual([]);
-    expect(idCounts(run.stderr).size).toBe(20);
-    expect(JSON.stringify(run.stderr)).not.toContain('SECRET');
-  }, 30_000);
-
   test('callback(err) on every 20th record, batched by winston-transport (where it swallows the error): those 16 are on stderr', async () => {
     const spec: Case = { ...base, records: 320, transports: ['callback-error'], every: 20 };
     const run = await runCase(spec);

@@ -50,6 +50,13 @@ test('a logger format that returns undefined for a record it drops: the transpor
   expect(tasks(run.stderr)).toEqual([]);
 }, 30_000);
 
+test("a logger made with no transport keeps winston's ways: the records logged before its first transport reach it once added, and none goes to stderr", async () => {
+  const run = await runScenario('transport-added-later');
+  expect(run.code).toBe(0);
+  expect(run.result).toEqual({ got: ['r0', 'r1', 'r2'], closed: true });
+  expect(tasks(run.stderr)).toEqual([]);
+}, 30_000);
+
 test('a transport destroyed without an error is bypassed: every later record is on stderr, redacted as the format says, and none reaches winston\'s raw "no transports" warning', async () => {
   const run = await runScenario('destroyed-quietly');
   expect(run.code).toBe(0);

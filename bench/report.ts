@@ -385,6 +385,7 @@ export function renderReport(results: Results): string {
           "Redis's CPU",
           'Redis commands/s',
           'error replies/s',
+          'connections/s',
           "'error' events/s",
         ],
         results.redis.map((row) => [
@@ -393,6 +394,7 @@ export function renderReport(results: Results): string {
           f1(row.redisCpuPercentOfOneCore),
           f1(row.redisCommandsPerSecond),
           f1(row.redisErrorRepliesPerSecond),
+          f1(row.redisConnectionsPerSecond),
           f1(row.errorEventsPerSecond),
         ]),
       ),

@@ -1,15 +1,19 @@
 /**
  * A response that failed after its head was set: what can still be done honestly. Three cases:
- * - no byte of it has reached the socket (`writeHead()` alone, or a `HEAD` response, whose head
- *   Node holds until the end): it is reopened, so that a proper error response can be sent;
- * - its framing is complete (every byte its `Content-Length` announced, or no body to send and the
- *   head is out): it is ended as it stands, and the connection goes on to serve the next request
- *   (destroying it would lose a request the client has already sent on it, keep-alive);
- * - otherwise (a body short of its length, chunked, or not counted): the connection is destroyed,
- *   so that the client sees a cut response, never a truncated one that looks whole.
+ * - no byte of it has left it (`writeHead()` alone, or a `HEAD` response, whose head Node holds
+ *   until the end), and nothing else has hooked its head or its end (a compression middleware
+ *   would have wrapped `end` in a gzip stream no reopening can undo): it is reopened, so that a
+ *   proper error response can be sent;
+ * - its framing is complete (every byte its `Content-Length` announced, or no body to send and
+ *   its head on its way): it is ended as it stands, and the connection goes on to serve the next
+ *   request (destroying it would lose a request the client has already sent on it, keep-alive);
+ * - otherwise (a body short of its length, chunked, or not counted): the connection is cut, so
+ *   that the client sees a cut response, never a truncated one that looks whole (but for a body
+ *   delimited by the close, HTTP/1.0's, which no client can tell from a whole one).
  * The body's bytes are counted by a `write` the middleware installs on each response
  * (`countBodyBytes`); `end()` needs no count: an ended response is left to finish.
  */
+import type { Socket } from 'node:net';
 import type { Response } from 'express';
 
 /** What was done with a response that failed after its head was set. */
@@ -25,19 +29,24 @@ export function countBodyBytes(res: Response): void {
 
 /**
  * Reopens the response if nothing of it has left it, ends it if its framing is complete, and
- * cuts it otherwise (see the file's comment).
+ * cuts it otherwise (see the file's comment). Never throws.
  */
 export function settleAfterHeaders(res: Response): AfterHeaders {
   if (res.writableEnded) return 'ended'; // ended already: left to finish
   const node = res as NodeResponse;
-  if (node._headerSent !== true && heldBy(node) === 0 && reopen(node)) return 'reopened';
+  if (node._headerSent !== true && heldBy(node) === 0 && !hooked(node) && reopen(node))
+    return 'reopened';
   if (framingComplete(node)) {
-    res.end();
-    return 'ended';
+    try {
+      res.end();
+      return 'ended';
+    } catch {
+      // an `end` of the app's own that throws, Node's strictContentLength: cut instead
+    }
   }
-  // The destroy waits a turn: Node holds a response's first writes corked until the next tick,
-  // and a destroy now would discard them, so that the client would see no status at all.
-  setImmediate(destroy, res);
+  // The cut waits a turn: Node holds a response's first writes corked until the next tick, and
+  // a destroy now would discard them, so that the client would see no status at all.
+  setImmediate(cut, res);
   return 'cut';
 }
 
@@ -60,9 +69,23 @@ type NodeResponse = Response & {
   statusMessage: string;
 };
 
-function countingWrite(this: CountedResponse, ...args: unknown[]): boolean {
-  const written = Reflect.apply(this[WRITE], this, args) as boolean;
-  const [chunk, encoding] = args;
+/**
+ * Counts only what can make a framing complete: a body of announced length (`_contentLength` is
+ * known once the first write has built the head). Fixed parameters: no array per write.
+ */
+function countingWrite(
+  this: CountedResponse & NodeResponse,
+  chunk: unknown,
+  encoding?: unknown,
+  callback?: unknown,
+): boolean {
+  const written = (this[WRITE] as (...args: unknown[]) => boolean).call(
+    this,
+    chunk,
+    encoding,
+    callback,
+  );
+  if (typeof this._contentLength !== 'number' || this.chunkedEncoding === true) return written;
   if (typeof chunk === 'string')
     this[BODY_BYTES]! += Buffer.byteLength(
       chunk,
@@ -70,6 +93,21 @@ function countingWrite(this: CountedResponse, ...args: unknown[]): boolean {
     );
   else if (ArrayBuffer.isView(chunk)) this[BODY_BYTES]! += chunk.byteLength;
   return written;
+}
+
+/**
+ * Bytes the response holds and has not handed to its socket: Node 24 keeps a response's first
+ * chunks, head included, in a buffer of its own until the next tick (`_headerSent` still false);
+ * older versions hand them on at once, or keep them in `outputData` while another response has
+ * the socket. `writableLength` counts those and the socket's.
+ */
+function heldBy(res: NodeResponse): number {
+  return (res.writableLength ?? 0) - (res.socket?.writableLength ?? 0);
+}
+
+/** Something of the app's wraps the head or the end (compression, on-headers): not reopened. */
+function hooked(res: NodeResponse): boolean {
+  return Object.hasOwn(res, 'writeHead') || Object.hasOwn(res, 'end');
 }
 
 /**
@@ -88,16 +126,6 @@ function reopen(res: NodeResponse): boolean {
   return !res.headersSent;
 }
 
-/**
- * Bytes the response holds and has not handed to its socket: Node 24 keeps a response's first
- * chunks, head included, in a buffer of its own until the next tick (`_headerSent` still false);
- * older versions hand them on at once, or keep them in `outputData` while another response has
- * the socket. `writableLength` counts those and the socket's.
- */
-function heldBy(res: NodeResponse): number {
-  return (res.writableLength ?? 0) - (res.socket?.writableLength ?? 0);
-}
-
 /** The head is out, or on its way, and so is every byte of body it announced. */
 function framingComplete(res: NodeResponse): boolean {
   if (res._hasBody === false) return true;
@@ -111,6 +139,12 @@ function framingComplete(res: NodeResponse): boolean {
   );
 }
 
-function destroy(res: Response): void {
-  res.destroy();
+/**
+ * Cuts the connection. A response still waiting for its socket (pipelined behind another) has
+ * its socket cut when it gets one: Node 24's `destroy()` of a response without a socket only
+ * marks it, and the connection would hang.
+ */
+function cut(res: Response): void {
+  if (res.socket === null) res.once('socket', (socket: Socket) => socket.destroy());
+  else res.destroy();
 }

@@ -26,6 +26,9 @@ const PROTECTED_HEADERS = new Set([
  * a CDN serve the 500). The error's own `headers` are applied after, so it may set them again.
  */
 const STALE_HEADERS = [
+  // A reopened head given `Transfer-Encoding: chunked` would frame the error body twice over.
+  'Transfer-Encoding',
+  'Trailer',
   'Content-Encoding',
   'Content-Language',
   'Content-Range',

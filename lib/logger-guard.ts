@@ -456,12 +456,17 @@ export class LoggerGuard implements TransportOwner, DropCount {
     const transform = logger._transform;
     if (typeof transform === 'function') {
       logger._transform = (info, encoding, callback) => {
-        if (logger.silent !== true && !hasReaders(logger)) {
-          // No transport is piped (the only one failed and is not piped again yet, or the app
-          // has none): winston would print the raw record to the console, past the app's
-          // format ("Attempt to write logs with no transports"), and hold it in memory.
-          if (isInfo(info) && info[LEVEL] === undefined) info[LEVEL] = info.level;
-          this.spillRaw(info, logger.format as Format | undefined);
+        if (logger.silent !== true && this.guarded.size > 0 && !hasReaders(logger)) {
+          // Its transports failed, and winston has not piped them again yet: it would print the
+          // raw record to the console, past the app's format ("Attempt to write logs with no
+          // transports"). The record goes to stderr for them, as any record they cannot take.
+          // (A logger that never had a transport keeps winston's ways: it holds its records
+          // for the first one added.)
+          if (isInfo(info)) {
+            info[LEVEL] ??= info.level;
+            if (this.levelEnabled(info[LEVEL] as LogLevel))
+              this.spillRaw(info, logger.format as Format | undefined);
+          }
           callback();
           return;
         }

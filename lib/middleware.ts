@@ -46,8 +46,9 @@ export function backgroundTasks(options?: BackgroundTasksOptions): BackgroundTas
 }
 
 /**
- * The request's queue, made and attached at `res.locals.backgroundTasks` on the first call.
- * Nothing else is done per request: the response is only watched once a task is added. Later
+ * The request's queue, made and attached at `res.locals.backgroundTasks` on the first call, with
+ * the body's byte count the error handler needs after headers (after-headers.ts). Nothing else
+ * is done per request: the response is only watched once a task is added. Later
  * calls (the error handler's) find it through the library's own reference, never by reading
  * `res.locals` back: an app may overwrite it (`Object.assign(res.locals, req.query)`).
  */

@@ -9,6 +9,19 @@ import type * as OpenTelemetryApi from '@opentelemetry/api';
 import type { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { installed } from './peers';
 
+/** What telemetry.ts calls of the API: `metrics` came in 1.3, `createTraceState` in 1.1. */
+const USED = [
+  'trace',
+  'metrics',
+  'context',
+  'ROOT_CONTEXT',
+  'ProxyTracerProvider',
+  'isSpanContextValid',
+  'isValidSpanId',
+  'isValidTraceId',
+  'createTraceState',
+] as const;
+
 /**
  * `@opentelemetry/api`, loaded once with the library; undefined when it is not installed. Only
  * telemetry.ts uses it.
@@ -54,7 +67,13 @@ export interface TraceSpan {
 
 function loadApi(): typeof OpenTelemetryApi | undefined {
   if (!installed('@opentelemetry/api')) return undefined;
-  // A plain require, not an import: an import of a missing package would throw at load.
+  // A plain require, not an import: an import of a missing package would throw at load. A
+  // broken install still throws here, loudly: it is not the same as none.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('@opentelemetry/api') as typeof OpenTelemetryApi;
+  const api = require('@opentelemetry/api') as Partial<typeof OpenTelemetryApi>;
+  // A version older than the peer range (installed with --legacy-peer-deps, say) may lack what
+  // the library calls: then it is as if none were installed, rather than a throw at a task's end.
+  return USED.every((name) => api[name] !== undefined)
+    ? (api as typeof OpenTelemetryApi)
+    : undefined;
 }

@@ -81,6 +81,19 @@ const scenarios: Record<string, () => Promise<object>> = {
     return { got: keeping.got, closed: await closeLogger(logger, { timeoutMs: 2_000 }) };
   },
   /** A transport destroyed without an error at its 3rd record; the logger's format redacts. */
+  /** A logger made with no transport, its first added after records were logged (and one below its level). */
+  async 'transport-added-later'() {
+    const logger = winston.createLogger({ level: 'info', format: redact() });
+    probe(logger, 0);
+    safeLog(logger, 'debug', 'below the level', { task: 'r-debug' });
+    probe(logger, 1);
+    await turn();
+    const keeping = new Keeping();
+    logger.add(keeping);
+    probe(logger, 2);
+    const closed = await closeLogger(logger, { timeoutMs: 1_000 });
+    return { got: keeping.got, closed };
+  },
   async 'destroyed-quietly'() {
     let seen = 0;
     class Closing extends Keeping {

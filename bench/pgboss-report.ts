@@ -76,6 +76,11 @@ export function pgbossSection(
             'fast',
           ],
           ["the same tasks, from the response's end", 'fastFromResponse'],
+          [
+            "the fast path's requests: the commit to the response's end (`finish`)",
+            'responseEnded',
+          ],
+          ["the fast path's requests: the commit to its notification's arrival here", 'notified'],
           ['pg-boss send() in the transaction, work() woken by LISTEN/NOTIFY', 'notify'],
           [
             "pg-boss send() in the transaction, work() polling every 2 s (pg-boss's default)",
@@ -150,7 +155,7 @@ export function pgbossSection(
 
 interface PgBossFigures {
   latency: Record<
-    'fast' | 'fastFromResponse' | 'poll' | 'notify',
+    'fast' | 'fastFromResponse' | 'responseEnded' | 'notified' | 'poll' | 'notify',
     { p50: number; p99: number; n: number }
   >;
   /** The fast path's p50 over each worker's: from all samples, and the lowest and highest round. */
@@ -167,6 +172,8 @@ function pgbossFigures(pg: PgBossResult): PgBossFigures {
   const latency = {
     fast: of(pg.latency.fast),
     fastFromResponse: of(pg.fastFromResponse),
+    responseEnded: of(pg.fastSteps.responseEnded),
+    notified: of(pg.fastSteps.notified),
     poll: of(pg.latency.poll),
     notify: of(pg.latency.notify),
   };

@@ -47,6 +47,8 @@ export interface PgBossResult {
   latency: Record<LatencyVariant, number[][]>;
   /** The fast path's samples again, from the response's end (its `finish`) to the task's start. */
   fastFromResponse: number[][];
+  /** The fast path's requests, from the commit to the response's end, and to the commit's notification here. */
+  fastSteps: { responseEnded: number[][]; notified: number[][] };
   /** Tasks per second end to end, one figure per round. */
   throughput: Record<ThroughputVariant, number[]>;
   /** The claims the fast path made (a task whose commit no notification proved in time), per round. */
@@ -74,6 +76,8 @@ function whenStarted(id: number): Promise<void> {
 }
 
 const committed = new Map<number, number>();
+/** When the fast path's commit notifications arrived, by order id. */
+const notified = new Map<number, number>();
 const stepMs = new Map<number, number>();
 /** Each request's arrival and its response's `finish`, as `performance.now()`, by its order's id. */
 const served = new Map<number, { arrived: number; finished: number }>();
@@ -103,6 +107,18 @@ async function main(): Promise<PgBossResult> {
     claims++;
     return claim(id, leaseMs);
   };
+  // When each commit's notification arrives: this watcher is told before the runner's, made later.
+  const orderOfJob = new Map<string, number>();
+  const insert = durable.insert.bind(durable);
+  durable.insert = async (db, job, leaseMs) => {
+    const inserted = await insert(db, job, leaseMs);
+    orderOfJob.set(inserted.id, (job.payload as { id: number }).id);
+    return inserted;
+  };
+  durable.watchCommits({
+    committed: (jobId) => notified.set(orderOfJob.get(jobId)!, performance.now()),
+    unsure: () => undefined,
+  });
   /** The claims made by `run`. */
   const claimsOf = async (run: () => Promise<unknown>) => {
     const before = claims;
@@ -184,6 +200,7 @@ async function main(): Promise<PgBossResult> {
       .server_version,
     latency: { fast: [], poll: [], notify: [] },
     fastFromResponse: [],
+    fastSteps: { responseEnded: [], notified: [] },
     throughput: { fast: [], pgboss: [] },
     fastClaims: { latency: [], throughput: [] },
     throughputTasks,
@@ -259,6 +276,10 @@ async function main(): Promise<PgBossResult> {
       result.latency[variant].push(ids.map((id) => started.get(id)! - committed.get(id)!));
       if (variant === 'fast') {
         result.fastFromResponse.push(ids.map((id) => started.get(id)! - served.get(id)!.finished));
+        result.fastSteps.responseEnded.push(
+          ids.map((id) => served.get(id)!.finished - committed.get(id)!),
+        );
+        result.fastSteps.notified.push(ids.map((id) => notified.get(id)! - committed.get(id)!));
         result.fastClaims.latency.push(made);
       }
     }

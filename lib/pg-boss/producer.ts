@@ -49,6 +49,8 @@ export interface PgBossDurableOptions extends PgBossLocation {
 /** A durable queue on pg-boss. `enqueue` resolves with the job's id. */
 export interface PgBossDurable extends TransactionalQueue {
   enqueue(job: DurableJob): Promise<string>;
+  readonly commitWaitMs: number;
+  watchCommits(watcher: CommitWatcher): void;
   /**
    * Starts pg-boss (its schema and migrations), creates the queue and its dead-letter queue, and
    * opens the listener of commit notifications, now rather than at the first job. Needed before the

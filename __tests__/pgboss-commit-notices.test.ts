@@ -6,15 +6,20 @@
  * queue makes (its real `claim()`, wrapped) to tell the two paths apart.
  */
 import { randomUUID } from 'node:crypto';
+import express from 'express';
 import request from 'supertest';
 import { LOG_MESSAGES } from '../lib';
 import type { PgBossDurable } from '../lib/pg-boss';
+import { makeApp } from './support/apps';
 import { captureLogger } from './support/capture';
 import { useOrdersDatabase } from './support/pgboss-database';
 import { describePgBoss } from './support/pgboss-node';
+import { ordersRoute } from './support/pgboss-tasks';
 import { pollUntil } from './support/redis';
 
 describePgBoss("addInTransaction() on pg-boss: the commit's notification", () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
+  const { pgBossDurable } = require('../lib/pg-boss') as typeof import('../lib/pg-boss');
   const db = useOrdersDatabase();
   const { receiptsOf, setUp } = db;
 
@@ -180,5 +185,39 @@ describePgBoss("addInTransaction() on pg-boss: the commit's notification", () =>
         }),
       }),
     ]);
+  });
+
+  test('a pg-boss of your own whose database cannot listen (an IDatabase without listen()): nothing is proven, and each job is claimed, then run here once, as without notifications', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- not imported: on Node 20 it throws
+    const { PgBoss } = require('pg-boss') as typeof import('pg-boss');
+    const boss = new PgBoss({
+      db: { executeSql: (text, values) => db.pool.query(text, values) },
+      openTelemetry: { enabled: false },
+    });
+    const queueName = 'orders-without-listen';
+    const durableLog = captureLogger();
+    const durable = pgBossDurable({
+      boss,
+      queueName,
+      leaseMarginMs: 500,
+      logger: durableLog.logger,
+    });
+    try {
+      const claims = await startCounting(durable);
+      const { app, bg } = makeApp(express, (app) => app.post('/orders', ordersRoute(db.pool)), {
+        tasks: { durable },
+      });
+      const response = await request(app).post('/orders').expect(201);
+      await bg.idle();
+      expect(bg.stats()).toMatchObject({ succeeded: 1, leftToWorkers: 0 });
+      expect(claims.calls).toBe(1);
+      expect(await receiptsOf(response.body.orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
+      expect((await boss.findJobs(queueName)).map((job) => job.state)).toEqual(['completed']);
+      // Nothing to say: an IDatabase without listen() chose the claim.
+      expect(durableLog.find(LOG_MESSAGES.workerError)).toEqual([]);
+    } finally {
+      await durable.close();
+      await boss.stop({ graceful: false });
+    }
   });
 });

@@ -53,12 +53,16 @@ describePgBoss('addInTransaction() on pg-boss', () => {
     expect(await receiptsOf(response.body.orderId)).toEqual([]);
   });
 
-  test('the response ended before the commit: the claim misses, and a worker runs the task once the lease ends', async () => {
+  test('the response ended before the commit, and no commit came within commitWaitMs: the claim misses, a worker runs the task once the lease ends, and the late notification runs nothing here', async () => {
     const setup = setUp();
     const worker = await setup.worker();
     const response = await request(setup.app).post('/orders?mode=late').expect(201);
+    // idle() waits for the wait (100 ms) and the claim.
     await setup.bg.idle();
     expect(setup.bg.stats()).toMatchObject({ succeeded: 0, leftToWorkers: 1 });
+    expect(setup.log.find(LOG_MESSAGES.leftToWorkers)).toEqual([
+      expect.objectContaining({ level: 'info', state: 'not claimed' }),
+    ]);
     const orderId = response.body.orderId as number;
     await setup.commitLate();
     const ran = await pollUntil(
@@ -70,6 +74,7 @@ describePgBoss('addInTransaction() on pg-boss', () => {
     expect(await receiptsOf(orderId)).toEqual([{ pid: process.pid, attempt: 1 }]);
     await pollUntil(async () => worker.stats().succeeded === 1, "the worker's count");
     await setup.untilJobStates(['completed']);
+    expect(setup.bg.stats()).toMatchObject({ succeeded: 0, running: 0, pending: 0 });
   });
 
   test.each(['before the response ends', 'during the task'])(

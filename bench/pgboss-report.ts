@@ -71,11 +71,16 @@ export function pgbossSection(
       ['Latency, commit to task start', 'p50 ms', 'p99 ms', 'Samples'],
       (
         [
-          ['fast path: addInTransaction(), claimed and run here after the response', 'fast'],
           [
-            "the same tasks, from the response's end (the claim's round trip, and the runner)",
-            'fastFromResponse',
+            "fast path: addInTransaction(), run here after the response on its commit's notification",
+            'fast',
           ],
+          ["the same tasks, from the response's end", 'fastFromResponse'],
+          [
+            "the fast path's requests: the commit to the response's end (`finish`)",
+            'responseEnded',
+          ],
+          ["the fast path's requests: the commit to its notification's arrival here", 'notified'],
           ['pg-boss send() in the transaction, work() woken by LISTEN/NOTIFY', 'notify'],
           [
             "pg-boss send() in the transaction, work() polling every 2 s (pg-boss's default)",
@@ -133,6 +138,11 @@ export function pgbossSection(
       ]),
     ),
     '',
+    `Claims the fast path made (a task whose commit no notification had proven within commitWaitMs, or ` +
+      `whose transaction had spent too much of its lease): ${total(pg.fastClaims.latency)} of ` +
+      `${figures.latency.fast.n} tasks in the latency runs, ${total(pg.fastClaims.throughput)} of ` +
+      `${pg.throughput.fast.length * pg.throughputTasks} in the throughput runs.`,
+    '',
     'Latency: requests arrive at random (a Poisson process, 4 a second) for every variant; each sample is one ' +
       "task's start minus its transaction's commit, on one clock. Throughput: 16 clients, each sending its next " +
       'request when its last is answered, from the first request until the database has every job completed (the fast ' +
@@ -145,7 +155,7 @@ export function pgbossSection(
 
 interface PgBossFigures {
   latency: Record<
-    'fast' | 'fastFromResponse' | 'poll' | 'notify',
+    'fast' | 'fastFromResponse' | 'responseEnded' | 'notified' | 'poll' | 'notify',
     { p50: number; p99: number; n: number }
   >;
   /** The fast path's p50 over each worker's: from all samples, and the lowest and highest round. */
@@ -162,6 +172,8 @@ function pgbossFigures(pg: PgBossResult): PgBossFigures {
   const latency = {
     fast: of(pg.latency.fast),
     fastFromResponse: of(pg.fastFromResponse),
+    responseEnded: of(pg.fastSteps.responseEnded),
+    notified: of(pg.fastSteps.notified),
     poll: of(pg.latency.poll),
     notify: of(pg.latency.notify),
   };
@@ -182,4 +194,8 @@ function pgbossFigures(pg: PgBossResult): PgBossFigures {
       pairwise(pg.throughput.pgboss, pg.throughput.fast, (ref, cand) => cand / ref),
     ),
   };
+}
+
+function total(values: number[]): number {
+  return values.reduce((sum, value) => sum + value, 0);
 }

@@ -3,7 +3,8 @@
  * loopback PostgreSQL (started as the tests start theirs), the fast path of `addInTransaction()`
  * against pg-boss's own `send()` in the same transaction plus `work()`:
  *
- * - latency from the commit to the task's start: the fast path, a pg-boss worker polling every 2 s
+ * - latency from the commit to the task's start: the fast path (run on its commit's notification,
+ *   or claimed first when none came: the claims are counted), a pg-boss worker polling every 2 s
  *   (its default) and one woken by LISTEN/NOTIFY, with requests arriving at random times;
  * - throughput end to end (first request to last job marked completed), 16 clients at once;
  * - what `addInTransaction()` adds to a request over a bare INSERT in the same transaction (and
@@ -46,8 +47,14 @@ export interface PgBossResult {
   latency: Record<LatencyVariant, number[][]>;
   /** The fast path's samples again, from the response's end (its `finish`) to the task's start. */
   fastFromResponse: number[][];
+  /** The fast path's requests, from the commit to the response's end, and to the commit's notification here. */
+  fastSteps: { responseEnded: number[][]; notified: number[][] };
   /** Tasks per second end to end, one figure per round. */
   throughput: Record<ThroughputVariant, number[]>;
+  /** The claims the fast path made (a task whose commit no notification proved in time), per round. */
+  fastClaims: { latency: number[]; throughput: number[] };
+  /** Tasks per variant and round of the throughput run. */
+  throughputTasks: number;
   /**
    * The step in the transaction (ms) and the whole request on the server (ms, its arrival to its
    * response's `finish`), per request.
@@ -69,6 +76,8 @@ function whenStarted(id: number): Promise<void> {
 }
 
 const committed = new Map<number, number>();
+/** When the fast path's commit notifications arrived, by order id. */
+const notified = new Map<number, number>();
 const stepMs = new Map<number, number>();
 /** Each request's arrival and its response's `finish`, as `performance.now()`, by its order's id. */
 const served = new Map<number, { arrived: number; finished: number }>();
@@ -92,6 +101,30 @@ async function main(): Promise<PgBossResult> {
     logger: silentLogger(),
   });
   await durable.start();
+  let claims = 0;
+  const claim = durable.claim.bind(durable);
+  durable.claim = (id, leaseMs) => {
+    claims++;
+    return claim(id, leaseMs);
+  };
+  // When each commit's notification arrives: this watcher is told before the runner's, made later.
+  const orderOfJob = new Map<string, number>();
+  const insert = durable.insert.bind(durable);
+  durable.insert = async (db, job, leaseMs) => {
+    const inserted = await insert(db, job, leaseMs);
+    orderOfJob.set(inserted.id, (job.payload as { id: number }).id);
+    return inserted;
+  };
+  durable.watchCommits({
+    committed: (jobId) => notified.set(orderOfJob.get(jobId)!, performance.now()),
+    unsure: () => undefined,
+  });
+  /** The claims made by `run`. */
+  const claimsOf = async (run: () => Promise<unknown>) => {
+    const before = claims;
+    await run();
+    return claims - before;
+  };
   const bg = backgroundTasks({ logger: silentLogger(), durable, concurrency: CONCURRENCY });
   // pg-boss's own: one instance for both workers, its queues with and without NOTIFY.
   const boss = new PgBoss({
@@ -167,7 +200,10 @@ async function main(): Promise<PgBossResult> {
       .server_version,
     latency: { fast: [], poll: [], notify: [] },
     fastFromResponse: [],
+    fastSteps: { responseEnded: [], notified: [] },
     throughput: { fast: [], pgboss: [] },
+    fastClaims: { latency: [], throughput: [] },
+    throughputTasks,
     cost: {
       addInTransaction: { stepMs: [], requestMs: [] },
       pgbossSend: { stepMs: [], requestMs: [] },
@@ -235,13 +271,26 @@ async function main(): Promise<PgBossResult> {
 
   for (let round = 0; round < rounds; round++) {
     for (const variant of rotate(latencyVariants, round)) {
-      const ids = await latencyOf[variant](latencySamples);
+      let ids: number[] = [];
+      const made = await claimsOf(async () => (ids = await latencyOf[variant](latencySamples)));
       result.latency[variant].push(ids.map((id) => started.get(id)! - committed.get(id)!));
-      if (variant === 'fast')
+      if (variant === 'fast') {
         result.fastFromResponse.push(ids.map((id) => started.get(id)! - served.get(id)!.finished));
+        result.fastSteps.responseEnded.push(
+          ids.map((id) => served.get(id)!.finished - committed.get(id)!),
+        );
+        result.fastSteps.notified.push(ids.map((id) => notified.get(id)! - committed.get(id)!));
+        result.fastClaims.latency.push(made);
+      }
     }
-    for (const variant of rotate(throughputVariants, round))
-      result.throughput[variant].push(await throughputOf[variant](throughputTasks));
+    for (const variant of rotate(throughputVariants, round)) {
+      let perSecond = 0;
+      const made = await claimsOf(
+        async () => (perSecond = await throughputOf[variant](throughputTasks)),
+      );
+      result.throughput[variant].push(perSecond);
+      if (variant === 'fast') result.fastClaims.throughput.push(made);
+    }
     for (let i = 0; i < costPairs; i++) {
       for (const variant of rotate(costVariants, round + i)) {
         const sample = await costOnce(variant);

@@ -1,14 +1,16 @@
 /**
  * Tasks added with `addInTransaction()`, the fast path of a transactional durable queue. Each job
- * is inserted through the caller's transaction, out of the workers' reach for a lease; once the
- * response has ended this process claims it by id, and the runner runs it like any task; how it
- * ended is then written back to the database (done, failed over to the workers' retries, or given
- * back). A task this process does not finish is left to the workers, counted and logged so: it is
- * never lost, and never run here without a claim.
+ * is inserted through the caller's transaction, out of the workers' reach for a lease. Once the
+ * response has ended, the runner runs it here like any task, as soon as its commit is proven:
+ * by the queue's notification of the commit when the lease left covers every attempt, else by
+ * claiming the job by id (which also renews the lease). How it ended is then written back to the
+ * database (done, failed over to the workers' retries, or given back). A task this process does
+ * not finish is left to the workers, counted and logged so: it is never lost, and never run here
+ * before its commit is proven.
  */
 import { performance } from 'node:perf_hooks';
 import type { JobLease, LeaseOutcome } from './attempting';
-import type { TransactionClient, TransactionalQueue } from './durable';
+import type { InsertedJob, TransactionClient, TransactionalQueue } from './durable';
 import { callDurable, storeJob } from './hand-offs';
 import type { LeftState, LogLine, TaskObserver } from './observer';
 import { MAX_TIMER_MS, type ResolvedPolicy } from './options';
@@ -27,10 +29,17 @@ export interface ClaimEnds {
 }
 
 export class Claims {
-  /** Inserting, waiting for the response to end, or being claimed: what drain() gives up on. */
+  /** Inserting, waiting for the response or the commit, or being claimed: what drain() gives up on. */
   private readonly outstanding = new Set<Claim>();
   /** Inserted, by request, until the response ends. */
   private readonly waiting = new Map<RequestQueue, Claim[]>();
+  /**
+   * By job id, the inserted jobs whose commit the queue is to prove, until they start or are
+   * claimed: the only ones a proof can start.
+   */
+  private readonly proving = new Map<string, Claim>();
+  /** How long after the response a job waits for the proof of its commit before it is claimed. */
+  private readonly commitWaitMs: number;
   /** Write-backs in flight: `idle()` waits for them, so that the database agrees once it resolves. */
   settling = 0;
 
@@ -40,7 +49,13 @@ export class Claims {
     /** How much longer than the longest run here a lease lasts: room for the write-back. */
     private readonly leaseMarginMs: number,
     private readonly ends: ClaimEnds,
-  ) {}
+  ) {
+    this.commitWaitMs = durable.commitWaitMs ?? 0;
+    durable.watchCommits?.({
+      committed: (id) => this.committed(id),
+      unsure: () => this.unsure(),
+    });
+  }
 
   /**
    * Inserts the task's job through `db`. Resolves once it is in the caller's transaction; rejects
@@ -54,15 +69,21 @@ export class Claims {
     return storeJob(this.observer, queue, task, (job) =>
       this.durable.insert(db, job, leaseMs),
     ).then(
-      (id) => {
+      (inserted: InsertedJob) => {
         if (claim.givenUp) return; // drain() counted it; the job is the transaction's
         this.observer.inserted(task);
-        claim.jobId = String(id);
+        claim.jobId = String(inserted.id);
         task.lease = claim;
         if (full) {
           this.outstanding.delete(claim);
           this.leave(claim, 'queue full', 'warn');
-        } else if (queue.ended) this.claim(claim);
+          return;
+        }
+        if (inserted.leaseFrom !== undefined) {
+          claim.leaseFrom = inserted.leaseFrom;
+          this.proving.set(claim.jobId, claim);
+        }
+        if (queue.ended) this.proceed(claim);
         else {
           claim.state = 'waiting for the response';
           const claims = this.waiting.get(queue);
@@ -81,12 +102,12 @@ export class Claims {
     );
   }
 
-  /** The request's response has ended: claims its inserted jobs. */
+  /** The request's response has ended: its inserted jobs go on. */
   responseEnded(queue: RequestQueue): void {
     const claims = this.waiting.get(queue);
     if (claims === undefined) return;
     this.waiting.delete(queue);
-    for (const claim of claims) this.claim(claim);
+    for (const claim of claims) this.proceed(claim);
   }
 
   /** Gives up on every task not yet claimed, each left to the workers; returns their lines. */
@@ -94,11 +115,13 @@ export class Claims {
     const lines: LogLine[] = [];
     for (const claim of this.outstanding) {
       claim.givenUp = true;
-      // Outstanding claims are inserting, waiting for the response, or claiming.
+      claim.stopWaiting();
+      // Outstanding claims are inserting, waiting for the response or the commit, or claiming.
       lines.push(this.observer.leftToWorkers(claim.task, claim.queue, claim.state as LeftState));
     }
     this.outstanding.clear();
     this.waiting.clear();
+    this.proving.clear();
     return lines;
   }
 
@@ -162,6 +185,72 @@ export class Claims {
     );
   }
 
+  /**
+   * The response has ended: a job whose commit is proven starts; one whose proof is to come waits
+   * for it, at most `commitWaitMs`; any other is claimed.
+   */
+  private proceed(claim: Claim): void {
+    if (claim.committed) this.startProven(claim);
+    else if (!this.proving.has(claim.jobId)) this.claim(claim);
+    else if (this.commitWaitMs === 0) this.commitWaitEnded(claim);
+    else {
+      claim.state = 'waiting for the commit';
+      claim.commitWait = setTimeout(() => this.commitWaitEnded(claim), this.commitWaitMs);
+    }
+  }
+
+  /** It waited `commitWaitMs` for the proof of its commit in vain. */
+  private commitWaitEnded(claim: Claim): void {
+    claim.stopWaiting();
+    this.proving.delete(claim.jobId);
+    this.claim(claim);
+  }
+
+  /** The queue proved a job's commit. Only a job still waiting for it is moved: no second run. */
+  private committed(id: string): void {
+    const claim = this.proving.get(id);
+    if (claim === undefined || claim.committed) return;
+    claim.committed = true;
+    if (claim.state === 'waiting for the commit') {
+      claim.stopWaiting();
+      this.startProven(claim);
+    }
+  }
+
+  /**
+   * Proofs may have been lost, or stop coming: every job that waits for one, or has one and waits
+   * for its response (the queue may be closing), is claimed instead.
+   */
+  private unsure(): void {
+    const claims = [...this.proving.values()];
+    this.proving.clear();
+    for (const claim of claims) {
+      claim.committed = false;
+      if (claim.state === 'waiting for the commit') {
+        claim.stopWaiting();
+        this.claim(claim);
+      }
+    }
+  }
+
+  /**
+   * Runs a job whose commit is proven, with no claim, under the lease its insert set, if what is
+   * left of it covers every attempt here and the reserve (the lease less half the margin): a long
+   * transaction spent some of it. Otherwise it is claimed, which renews the lease.
+   */
+  private startProven(claim: Claim): void {
+    this.proving.delete(claim.jobId);
+    const deadline = claim.leaseFrom + claim.leaseMs;
+    if (performance.now() + claim.leaseMs - this.reserveMs > deadline) {
+      this.claim(claim);
+      return;
+    }
+    this.outstanding.delete(claim);
+    claim.state = 'claimed';
+    claim.deadline = deadline;
+    this.ends.runHere(claim.queue, claim.task);
+  }
+
   private claim(claim: Claim): void {
     claim.state = 'claiming';
     const sentAt = performance.now();
@@ -196,12 +285,24 @@ export class Claims {
 
 /** One task's job, from its insert to the write-back of how it ended. */
 class Claim implements JobLease {
-  state: 'inserting' | 'waiting for the response' | 'claiming' | 'claimed' | 'ended' = 'inserting';
+  state:
+    | 'inserting'
+    | 'waiting for the response'
+    | 'waiting for the commit'
+    | 'claiming'
+    | 'claimed'
+    | 'ended' = 'inserting';
   jobId = '';
-  /** `performance.now()` when the lease ends, once claimed. */
+  /** `performance.now()` when the lease ends, once claimed (or started on the proof of its commit). */
   deadline = 0;
   /** drain() gave it up before it was claimed: counted, and not to be run here. */
   givenUp = false;
+  /** `performance.now()` at or before which its insert's lease began, when its commit is to be proven. */
+  leaseFrom = 0;
+  /** The queue proved its commit. */
+  committed = false;
+  /** While it waits for that proof after the response. */
+  commitWait: NodeJS.Timeout | undefined = undefined;
 
   constructor(
     private readonly claims: Claims,
@@ -209,6 +310,12 @@ class Claim implements JobLease {
     readonly task: Task,
     readonly leaseMs: number,
   ) {}
+
+  /** No longer waits for the proof of its commit. */
+  stopWaiting(): void {
+    clearTimeout(this.commitWait);
+    this.commitWait = undefined;
+  }
 
   covers(timeoutMs: number): boolean {
     return performance.now() + timeoutMs + this.claims.reserveMs <= this.deadline;

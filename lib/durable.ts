@@ -44,6 +44,28 @@ export interface ExecuteSqlClient {
 /** What `addInTransaction()` writes through: the caller's transaction, in either shape. */
 export type TransactionClient = QueryClient | ExecuteSqlClient;
 
+/** A job inserted by a transactional queue. */
+export interface InsertedJob {
+  readonly id: string;
+  /**
+   * Set when the queue will prove the job's commit (see `TransactionalQueue.watchCommits`):
+   * `performance.now()` at or before which its lease began, so that this process knows when the
+   * lease ends without asking the database.
+   */
+  readonly leaseFrom?: number;
+}
+
+/** What a transactional queue that proves commits tells (see `TransactionalQueue.watchCommits`). */
+export interface CommitWatcher {
+  /** The transaction that inserted job `id` has committed. An id nobody waits for is ignored. */
+  committed(id: string): void;
+  /**
+   * Proofs may have been missed (the queue's listener reconnected) or stop coming (it closed):
+   * every job inserted with `leaseFrom` and not started yet is claimed instead.
+   */
+  unsure(): void;
+}
+
 /**
  * A durable queue stored in the application's SQL database, so that a job can be written in the
  * application's own transaction and run by this process right after the response (the fast
@@ -53,10 +75,22 @@ export interface TransactionalQueue extends DurableQueue {
   /** How much longer than the longest run of a task in this process its lease lasts, in milliseconds. */
   readonly leaseMarginMs: number;
   /**
-   * Inserts the job through `db`, inside the caller's transaction, so that no worker takes it for
-   * `leaseMs`. Resolves with its id once the insert is done; rejects if it failed.
+   * How long after the response a job inserted with `leaseFrom` waits for the proof of its commit
+   * before it is claimed instead, in milliseconds. Read only with `watchCommits`.
    */
-  insert(db: TransactionClient, job: DurableJob, leaseMs: number): Promise<string>;
+  readonly commitWaitMs?: number;
+  /**
+   * Inserts the job through `db`, inside the caller's transaction, so that no worker takes it for
+   * `leaseMs`. Resolves once the insert is done; rejects if it failed. With `leaseMs` 0 (a job for
+   * the workers alone) its commit is never proven.
+   */
+  insert(db: TransactionClient, job: DurableJob, leaseMs: number): Promise<InsertedJob>;
+  /**
+   * Optional: proofs of commit that cost no round trip. `watcher` is told of each job inserted
+   * with `leaseFrom` once its transaction has committed, and never of one rolled back; a job so
+   * proven may run with no `claim()`, under the lease its insert set.
+   */
+  watchCommits?(watcher: CommitWatcher): void;
   /**
    * Takes the job for this process for `leaseMs` more. True when it was waiting (committed, and no
    * worker has started it); false when there is none to take (rolled back, not committed yet, done,

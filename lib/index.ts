@@ -16,9 +16,11 @@ export { closeLogger, type CloseLoggerOptions } from './logging';
 export { LOG_MESSAGES, type LogLevel } from './log-messages';
 export { BACKGROUND_TASKS_DEFAULTS, type BackgroundTasksOptions } from './options';
 export type {
+  CommitWatcher,
   DurableJob,
   DurableQueue,
   ExecuteSqlClient,
+  InsertedJob,
   QueryClient,
   TransactionClient,
   TransactionalQueue,

@@ -40,6 +40,7 @@ export type LeftState =
   | AbandonedState
   | 'inserting'
   | 'waiting for the response'
+  | 'waiting for the commit'
   | 'claiming'
   | 'not claimed'
   | 'claim failed'

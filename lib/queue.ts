@@ -69,10 +69,11 @@ export class BackgroundTasks {
   /**
    * Writes a defined task's job through `db`, inside the caller's transaction: it commits or rolls
    * back with the caller's rows. Resolves once the insert is done; rejects if it failed (then the
-   * transaction fails, and that is the caller's to handle). Once the response has ended, this
-   * process claims the job and runs it at once; if it cannot (it died, say), a worker runs it when
-   * its lease ends. Needs `durable: pgBossDurable(...)`; anything else is a TypeError. Commit before
-   * you respond: a job the claim cannot see yet waits for the workers.
+   * transaction fails, and that is the caller's to handle). Once the response has ended and the
+   * commit is proven (by a notification the transaction sent, or else by claiming the job), this
+   * process runs it at once; if it cannot (it died, say), a worker runs it when its lease ends.
+   * Needs `durable: pgBossDurable(...)`; anything else is a TypeError. Commit before you respond: a
+   * commit later than `commitWaitMs` after the response leaves the job to the workers.
    */
   async addInTransaction<Payload>(
     db: TransactionClient,

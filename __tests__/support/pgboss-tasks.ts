@@ -94,9 +94,11 @@ export interface OrdersRouteOptions {
 /**
  * `POST /orders?mode=…` writes an order and adds its receipt task in one transaction on a client of
  * `pool`. `commit` (the default) commits, then answers 201 `{ orderId }`; `rollback` rolls back
- * after addInTransaction() and answers 409; `late` answers 201 first and commits when the
+ * after addInTransaction() and answers 409; `savepoint` adds the task in a savepoint, rolls back
+ * to it and commits the order, then answers 201; `late` answers 201 first and commits when the
  * function given to `options.late` is called; `die` commits and never answers (the test kills the
- * process). `?hang=…` sets the payload's `hang`, and `?fail=1` its `fail`.
+ * process). `?openMs=N` holds the transaction open N ms (`pg_sleep`) before addInTransaction().
+ * `?hang=…` sets the payload's `hang`, and `?fail=1` its `fail`.
  */
 export function ordersRoute(pool: pg.Pool, options: OrdersRouteOptions = {}): RequestHandler {
   return async (req, res, next) => {
@@ -111,12 +113,16 @@ export function ordersRoute(pool: pg.Pool, options: OrdersRouteOptions = {}): Re
       );
       const orderId = rows[0].id;
       const hang = req.query.hang as OrderPayload['hang'] | undefined;
+      if (req.query.openMs !== undefined)
+        await client.query('SELECT pg_sleep($1)', [Number(req.query.openMs) / 1_000]);
+      if (mode === 'savepoint') await client.query('SAVEPOINT receipt');
       await res.locals.backgroundTasks.addInTransaction(client, sendReceipt, {
         orderId,
         ...options.payload,
         ...(hang !== undefined && { hang }),
         ...(req.query.fail === '1' && { fail: true }),
       });
+      if (mode === 'savepoint') await client.query('ROLLBACK TO SAVEPOINT receipt');
       if (mode === 'rollback') {
         await client.query('ROLLBACK');
         res.status(409).json({ orderId, rolledBack: true });

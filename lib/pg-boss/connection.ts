@@ -113,11 +113,13 @@ export class BossConnection {
       () => performance.now(),
     );
     // Without a listener an 'error' event would be thrown: pg-boss emits one for each failed poll.
-    this.boss.on('error', (thrown: unknown) => {
-      const error = bossError(thrown);
-      const code = readProperty(error, 'code');
-      this.errors.offer(typeof code === 'string' ? code : errorFields(error, false).message, error);
-    });
+    this.boss.on('error', (thrown: unknown) => this.report(bossError(thrown)));
+  }
+
+  /** Logs an error of this instance, at most once a minute for each kind (its `code`, else its message). */
+  report(error: Error): void {
+    const code = readProperty(error, 'code');
+    this.errors.offer(typeof code === 'string' ? code : errorFields(error, false).message, error);
   }
 
   /** The started instance, with the queue and its dead-letter queue; a failed start is tried again next time. */

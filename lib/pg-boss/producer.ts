@@ -1,15 +1,19 @@
 /**
  * `pgBossDurable()`: the durable queue on pg-boss. A defined task added with `add()` becomes a job
  * when the response ends, as with BullMQ; one added with `addInTransaction()` is inserted through
- * the caller's transaction, claimed after the response and run here (claims.ts). Each job carries
+ * the caller's transaction with a notification that proves its commit (commit-notices.ts), and
+ * run here after the response, or claimed first when no proof came (claims.ts). Each job carries
  * the task's policy as pg-boss options: its retries and backoff, its expiry, and the dead-letter
  * queue of the last failure.
  */
+import { performance } from 'node:perf_hooks';
 import type { Db as IDatabase, PgBoss, SendOptions } from 'pg-boss';
 import type { Logger } from 'winston';
 import type {
+  CommitWatcher,
   DurableJob,
   ExecuteSqlClient,
+  InsertedJob,
   QueryClient,
   TransactionClient,
   TransactionalQueue,
@@ -18,6 +22,7 @@ import { inTime } from '../in-time';
 import { useLogger } from '../logging';
 import { MAX_TIMER_MS, checkInteger, checkOptionsObject } from '../options';
 import { errorFields } from '../thrown';
+import { CommitNotices } from './commit-notices';
 import { BossConnection, resolveLocation, type PgBossLocation } from './connection';
 
 export interface PgBossDurableOptions extends PgBossLocation {
@@ -33,15 +38,24 @@ export interface PgBossDurableOptions extends PgBossLocation {
    * backoff) the workers leave its job to this process. Default: `10000`.
    */
   leaseMarginMs?: number;
+  /**
+   * How long, once the response has ended, a transactional task whose commit has not been
+   * notified yet waits for the notification before it is claimed instead (a rolled-back task is
+   * known no sooner; a route that commits after responding has this long to do it). Default: `100`.
+   */
+  commitWaitMs?: number;
 }
 
 /** A durable queue on pg-boss. `enqueue` resolves with the job's id. */
 export interface PgBossDurable extends TransactionalQueue {
   enqueue(job: DurableJob): Promise<string>;
+  readonly commitWaitMs: number;
+  watchCommits(watcher: CommitWatcher): void;
   /**
-   * Starts pg-boss (its schema and migrations) and creates the queue and its dead-letter queue now,
-   * rather than at the first job. Needed before the first `addInTransaction()` on a database with a
-   * single connection (PGlite), where pg-boss's own start-up could not run beside the open transaction.
+   * Starts pg-boss (its schema and migrations), creates the queue and its dead-letter queue, and
+   * opens the listener of commit notifications, now rather than at the first job. Needed before the
+   * first `addInTransaction()` on a database with a single connection (PGlite), where none of this
+   * could run beside the open transaction.
    */
   start(): Promise<void>;
   /** Stops the pg-boss instance made here (one given as `boss` is left to the application). */
@@ -81,6 +95,7 @@ export function pgBossDurable(options: PgBossDurableOptions): PgBossDurable {
     'logger',
     'sendTimeoutMs',
     'leaseMarginMs',
+    'commitWaitMs',
   ]);
   const location = resolveLocation(where, given);
   const logger = useLogger(where, given.logger);
@@ -88,6 +103,7 @@ export function pgBossDurable(options: PgBossDurableOptions): PgBossDurable {
     new BossConnection(location, logger, 'producer'),
     checkInteger(where, 'sendTimeoutMs', given.sendTimeoutMs, 5_000, 1, MAX_TIMER_MS),
     checkInteger(where, 'leaseMarginMs', given.leaseMarginMs, 10_000, 0, MAX_TIMER_MS),
+    checkInteger(where, 'commitWaitMs', given.commitWaitMs, 100, 0, MAX_TIMER_MS),
   );
 }
 
@@ -108,12 +124,16 @@ export function jobOptions(job: DurableJob): SendOptions {
 
 class PgBossProducer implements PgBossDurable {
   private closed = false;
+  private readonly notices: CommitNotices;
 
   constructor(
     private readonly connection: BossConnection,
     private readonly sendTimeoutMs: number,
     readonly leaseMarginMs: number,
-  ) {}
+    readonly commitWaitMs: number,
+  ) {
+    this.notices = new CommitNotices((error) => connection.report(error));
+  }
 
   async enqueue(job: DurableJob): Promise<string> {
     const send = this.send(job, {});
@@ -123,8 +143,20 @@ class PgBossProducer implements PgBossDurable {
     return send;
   }
 
-  insert(db: TransactionClient, job: DurableJob, leaseMs: number): Promise<string> {
-    return this.send(job, { db: executeSqlOf(db), startAfter: leaseMs / 1_000 });
+  // The lease began no later than the moment before the insert was sent (its own transaction's
+  // start, for a client outside any: a pool) nor than the caller's transaction's start.
+  async insert(db: TransactionClient, job: DurableJob, leaseMs: number): Promise<InsertedJob> {
+    await this.listening();
+    const sql = executeSqlOf(db);
+    const sentAt = performance.now();
+    const id = await this.send(job, { db: sql, startAfter: leaseMs / 1_000 });
+    if (leaseMs === 0) return { id };
+    const began = await this.notices.announce(sql, id);
+    return began === undefined ? { id } : { id, leaseFrom: Math.min(sentAt, began) };
+  }
+
+  watchCommits(watcher: CommitWatcher): void {
+    this.notices.watch(watcher);
   }
 
   // update() changes only a job whose state is still before 'active', in one statement that re-checks
@@ -155,13 +187,15 @@ class PgBossProducer implements PgBossDurable {
     await boss.update(this.queueName, undefined, { id, startAfter: 0 });
   }
 
-  async start(): Promise<void> {
-    await this.ready();
+  start(): Promise<void> {
+    return this.listening();
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.closed = true;
-    return this.connection.close();
+    // Its own connection: stopping pg-boss (or not, for an application's instance) leaves it open.
+    await this.notices.close();
+    await this.connection.close();
   }
 
   private get queueName(): string {
@@ -171,6 +205,12 @@ class PgBossProducer implements PgBossDurable {
   private ready(): Promise<PgBoss> {
     if (this.closed) return Promise.reject(new Error('pgBossDurable(): closed'));
     return this.connection.ready();
+  }
+
+  /** Ready, and listening for commits when the database can: opened by the first insert or start(). */
+  private async listening(): Promise<void> {
+    const boss = await this.ready();
+    await this.notices.opened(boss.getDb());
   }
 
   private async send(job: DurableJob, options: SendOptions): Promise<string> {

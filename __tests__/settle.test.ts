@@ -68,6 +68,15 @@ function outcomes(lines: Array<Record<string, unknown>>): string[] {
 }
 
 const expected = HOSTILE_VALUES.map((value) => value.settles);
+
+/** A worker site: each job completed or failed as its value settled, and was counted so. */
+async function expectJobsAsSettled(site: string, env: Record<string, string>): Promise<void> {
+  const lines = linesOf(await runChild(site, env));
+  expect(lines.map((line) => (line.outcome === 'completed' ? 'succeeded' : 'failed'))).toEqual(
+    expected,
+  );
+  expect(outcomes(lines)).toEqual(expected);
+}
 const TIMEOUT = 60_000;
 
 describe('settle(): a value returned by user code never crashes the process', () => {
@@ -148,13 +157,7 @@ describe('settle(): a value returned by user code never crashes the process', ()
 
     test(
       'each job completes or fails as the value settled, and the worker process lives',
-      async () => {
-        const lines = linesOf(await runChild('worker', { REDIS_URL: redis.url }));
-        expect(
-          lines.map((line) => (line.outcome === 'completed' ? 'succeeded' : 'failed')),
-        ).toEqual(expected);
-        expect(outcomes(lines)).toEqual(expected);
-      },
+      () => expectJobsAsSettled('worker', { REDIS_URL: redis.url }),
       TIMEOUT,
     );
   });
@@ -170,13 +173,7 @@ describe('settle(): a value returned by user code never crashes the process', ()
 
     test(
       'each job completes or fails as the value settled, and the worker process lives',
-      async () => {
-        const lines = linesOf(await runChild('pgboss-worker', { DATABASE_URL: postgres.url }));
-        expect(
-          lines.map((line) => (line.outcome === 'completed' ? 'succeeded' : 'failed')),
-        ).toEqual(expected);
-        expect(outcomes(lines)).toEqual(expected);
-      },
+      () => expectJobsAsSettled('pgboss-worker', { DATABASE_URL: postgres.url }),
       TIMEOUT,
     );
   });

@@ -89,6 +89,11 @@ export function unreadableReason(data: unknown): string | undefined {
   return undefined;
 }
 
+/** The message of a job a worker fails without running it (`reason`: `unreadableReason()`'s, say). */
+export function cannotRunMessage(jobId: string | undefined, reason: string): string {
+  return `job ${jobId} cannot be run: ${reason}`;
+}
+
 /** The message of a job whose task this worker does not run. */
 export function unknownTaskMessage(name: string, tasks: ReadonlyMap<string, Runnable>): string {
   return `no task named "${name}" is defined in this worker (it runs: ${[...tasks.keys()].join(', ')})`;

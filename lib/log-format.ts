@@ -15,6 +15,11 @@ export interface Format {
   options?: unknown;
 }
 
+/** A value winston may hand on as a record: any object (a format may return anything). */
+export function isRecord(value: unknown): value is Info {
+  return typeof value === 'object' && value !== null;
+}
+
 export const LEVEL = Symbol.for('level');
 export const MESSAGE = Symbol.for('message');
 

@@ -20,6 +20,7 @@ import { Fifo } from './fifo';
 import {
   LEVEL,
   applyFormat,
+  isRecord,
   lineOf,
   minimalLine,
   noticeLine,
@@ -462,7 +463,7 @@ export class LoggerGuard implements TransportOwner, DropCount {
           // transports"). The record goes to stderr for them, as any record they cannot take.
           // (A logger that never had a transport keeps winston's ways: it holds its records
           // for the first one added.)
-          if (isInfo(info)) {
+          if (isRecord(info)) {
             info[LEVEL] ??= info.level;
             if (this.levelEnabled(info[LEVEL] as LogLevel))
               this.spillRaw(info, logger.format as Format | undefined);
@@ -499,7 +500,3 @@ export class LoggerGuard implements TransportOwner, DropCount {
 }
 
 const guards = new WeakMap<Logger, LoggerGuard>();
-
-function isInfo(value: unknown): value is Info {
-  return typeof value === 'object' && value !== null;
-}

@@ -58,7 +58,7 @@ export function queueOf(runner: TaskRunner, req: Request, res: Response): Backgr
   const locals = localsOf(res);
   if (typeof locals.requestId !== 'string') locals.requestId = requestIdOf(req);
   // An id set by an earlier middleware may be of any length: logs and spans carry it clipped.
-  const requestId = clip(String(locals.requestId), MAX_NAME_CHARS);
+  const requestId = clip(locals.requestId as string, MAX_NAME_CHARS);
   const queue = new BackgroundTasks(runner, req, res, requestId);
   (res as OwnedResponse)[QUEUE] = queue;
   countBodyBytes(res);

@@ -20,6 +20,7 @@ const USED = [
   'isValidSpanId',
   'isValidTraceId',
   'createTraceState',
+  'createNoopMeter',
 ] as const;
 
 /**

@@ -3,8 +3,8 @@
  * holds the event loop for long. A line is written at once while stderr takes it (the write is
  * non-blocking); past that, lines wait in a bounded buffer and are written as the reader takes
  * them. A line that finds the buffer full, or stderr closed, is dropped and counted, and the count
- * is written as one line as soon as stderr has taken what waited (or with the next line). `flushStderr()` may wait for the
- * reader, up to a deadline: for `closeLogger()` at exit.
+ * is written as one line as soon as stderr has taken what waited (or with the next line).
+ * `flushStderr()` may wait for the reader, up to a deadline: for `closeLogger()` at exit.
  */
 import { writevSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';

@@ -8,7 +8,7 @@
  */
 import type { MeterProvider, ProxyTracerProvider, Span, Tracer } from '@opentelemetry/api';
 import {
-  otelApi,
+  otelApi as api,
   SPAN_KIND,
   SPAN_STATUS_ERROR,
   type TaskSpanKind,
@@ -58,9 +58,8 @@ export interface SpanSubject {
   readonly jobId?: string;
 }
 
-// Undefined when the application has not installed @opentelemetry/api: then what makes spans,
-// contexts and instruments returns undefined, so what is given one (`api!`) is never called.
-const api = otelApi;
+// `api` is undefined when the application has not installed @opentelemetry/api: then what makes
+// spans, contexts and instruments returns undefined, so what is given one (`api!`) is never called.
 // The API's proxy provider: it takes the SDK's provider as its delegate whenever that is
 // registered, and so does the ProxyTracer it gives out. Undefined without the API.
 let proxyProvider = api?.trace.getTracerProvider() as ProxyTracerProvider | undefined;

@@ -11,6 +11,7 @@
  */
 import {
   formatLine,
+  isRecord,
   lineOf,
   minimalLine,
   MESSAGE,
@@ -435,10 +436,6 @@ function consoleStreams(transport: GuardedTransport): ConsoleStreams | undefined
 
 /** A record's identity across the copies winston makes of it (`Object.assign` copies symbols). */
 const RECORD = Symbol('express-background-tasks.record');
-
-function isRecord(value: unknown): value is Info {
-  return typeof value === 'object' && value !== null;
-}
 
 /** The record's tag, given to it the first time it is seen. */
 export function tagOf(info: Info): object {

@@ -8,6 +8,7 @@
 import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { Logger } from 'winston';
 import {
+  cannotRunMessage,
   jobAttempt,
   runHandler,
   unknownTaskMessage,
@@ -81,7 +82,7 @@ export class JobRunner {
     if (unreadable !== undefined || task === undefined) {
       // Once a worker that knows the task runs, `job.retry()` can run it.
       const reason = unreadable ?? unknownTaskMessage(subject.name, this.tasks);
-      const error = new UnrecoverableError(`job ${subject.jobId} cannot be run: ${reason}`);
+      const error = new UnrecoverableError(cannotRunMessage(subject.jobId, reason));
       throw this.failed(job, subject, source, false, error);
     }
     const failure = await runHandler(task, subject, source, cancelled, job.data);

@@ -11,6 +11,7 @@
  * `moveToActive`, which BullMQ's typings leave protected for subclasses; close() and pause() cut
  * a wait short.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isNotConnectionError, type Job } from 'bullmq';
 import { ReadingWorker } from './unreadable-job';
 
@@ -79,18 +80,11 @@ export class PacedWorker extends ReadingWorker {
   private async waitBeforeRetry(): Promise<boolean> {
     const delayMs = retryDelayMs(this.refusals);
     if (delayMs === 0) return true;
-    const { signal } = this.wakeUp;
-    await new Promise<void>((resolve) => {
-      const woken = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        signal.removeEventListener('abort', woken);
-        resolve();
-      }, delayMs);
-      signal.addEventListener('abort', woken, { once: true });
-    });
-    return !signal.aborted;
+    try {
+      await sleep(delayMs, undefined, { signal: this.wakeUp.signal });
+      return true;
+    } catch {
+      return false; // aborted
+    }
   }
 }

@@ -8,6 +8,7 @@
 import type { JobWithMetadata, PgBoss, WorkOptions } from 'pg-boss';
 import type { Logger } from 'winston';
 import {
+  cannotRunMessage,
   jobAttempt,
   runHandler,
   tasksByName,
@@ -176,7 +177,7 @@ async function runJob(
   const unreadable = unreadableReason(job.data);
   const failure =
     unreadable !== undefined
-      ? { error: new Error(`job ${subject.jobId} cannot be run: ${unreadable}`), timedOut: false }
+      ? { error: new Error(cannotRunMessage(subject.jobId, unreadable)), timedOut: false }
       : task === undefined
         ? { error: new Error(unknownTaskMessage(subject.name, tasks)), timedOut: false }
         : await runHandler(task, subject, source, job.signal, job.data);
